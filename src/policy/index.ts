@@ -1,0 +1,129 @@
+import type { DetectorScore, Verdict } from '../core/types';
+
+/**
+ * decide: detector p-values + applicability + error policy → forward | flag | block.
+ * Pure functions only: the proxy and `warden scan` both call these, neither re-implements them.
+ */
+
+export interface ApplicabilitySelectors {
+  /** Empty or absent list = any value. Modality, body part and photometric compare case-insensitively. */
+  sopClassUids?: string[];
+  modalities?: string[];
+  bodyParts?: string[];
+  photometric?: string[];
+}
+
+export type ErrorClass = 'decode' | 'model' | 'timeout';
+
+export interface Policy {
+  applicability: ApplicabilitySelectors;
+  /** Flag when the combined p-value is at or below this clean false-positive rate. */
+  flagFpr: number;
+  /** Block when the combined p-value is at or below this clean false-positive rate (≤ flagFpr). */
+  blockFpr: number;
+  /** Detectors whose p-values decide; more than one are combined with Bonferroni so the FPR stays valid. */
+  decideBy: string[];
+  /** 'instance': only blocked instances are withheld; 'study': one blocked instance withholds its study. */
+  studyRule: 'instance' | 'study';
+  /** What to do when an instance cannot be scanned. Fail closed (block) by default. */
+  onError: Record<ErrorClass, Verdict>;
+}
+
+export const DEFAULT_POLICY: Policy = {
+  applicability: { modalities: [], sopClassUids: [], bodyParts: [], photometric: ['MONOCHROME1', 'MONOCHROME2'] },
+  flagFpr: 0.05,
+  blockFpr: 0.005,
+  decideBy: ['uad'],
+  studyRule: 'instance',
+  onError: { decode: 'block', model: 'block', timeout: 'block' },
+};
+
+export interface InstanceAttributes {
+  sopClassUid?: string;
+  modality?: string;
+  bodyPartExamined?: string;
+  photometricInterpretation?: string;
+}
+
+export function isApplicable(attrs: InstanceAttributes, selectors: ApplicabilitySelectors): boolean {
+  const matches = (list: string[] | undefined, value: string | undefined, caseInsensitive: boolean): boolean => {
+    if (!list || list.length === 0) return true;
+    if (value === undefined) return false;
+    const v = caseInsensitive ? value.trim().toUpperCase() : value.trim();
+    return list.some((entry) => (caseInsensitive ? entry.trim().toUpperCase() : entry.trim()) === v);
+  };
+  return (
+    matches(selectors.sopClassUids, attrs.sopClassUid, false) &&
+    matches(selectors.modalities, attrs.modality, true) &&
+    matches(selectors.bodyParts, attrs.bodyPartExamined, true) &&
+    matches(selectors.photometric, attrs.photometricInterpretation, true)
+  );
+}
+
+export type InstanceOutcome =
+  | { kind: 'scanned'; scores: Record<string, DetectorScore> }
+  | { kind: 'out_of_scope' }
+  | { kind: 'skipped' }
+  | { kind: 'error'; errorClass: ErrorClass; code: string };
+
+export interface Decision {
+  verdict: Verdict;
+  /** Machine-readable reasons, e.g. `uad:p=0.0012<=0.005`, `out_of_scope`, `error:DICOM_TRUNCATED`. */
+  reasons: string[];
+  /** The combined p-value the verdict rests on, when scanned. */
+  pValue?: number;
+}
+
+/** Bonferroni: valid whatever the dependence between detectors. */
+export function combinePValues(pValues: number[]): number {
+  if (pValues.length === 0) return 1;
+  return Math.min(1, Math.min(...pValues) * pValues.length);
+}
+
+export function decide(outcome: InstanceOutcome, policy: Policy): Decision {
+  switch (outcome.kind) {
+    case 'out_of_scope':
+      return { verdict: 'forward', reasons: ['out_of_scope'] };
+    case 'skipped':
+      return { verdict: 'forward', reasons: ['not_an_image'] };
+    case 'error':
+      return { verdict: policy.onError[outcome.errorClass], reasons: [`error:${outcome.code}`] };
+    case 'scanned': {
+      const used = policy.decideBy.filter((name) => outcome.scores[name] !== undefined);
+      if (used.length === 0) {
+        return { verdict: policy.onError.model, reasons: [`error:NO_DECISION_DETECTOR(${policy.decideBy.join(',')})`] };
+      }
+      const p = combinePValues(used.map((name) => outcome.scores[name].pValue));
+      const label = used.join('+');
+      if (p <= policy.blockFpr) return { verdict: 'block', reasons: [`${label}:p=${fmt(p)}<=${policy.blockFpr}`], pValue: p };
+      if (p <= policy.flagFpr) return { verdict: 'flag', reasons: [`${label}:p=${fmt(p)}<=${policy.flagFpr}`], pValue: p };
+      return { verdict: 'forward', reasons: [], pValue: p };
+    }
+  }
+}
+
+const SEVERITY: Record<Verdict, number> = { forward: 0, flag: 1, block: 2 };
+
+/** Applies the study rule: with 'study', one blocked instance blocks every instance of its study. */
+export function applyStudyRule(verdicts: Verdict[], rule: Policy['studyRule']): Verdict[] {
+  if (rule === 'instance' || !verdicts.includes('block')) return verdicts.slice();
+  return verdicts.map(() => 'block');
+}
+
+export function worstVerdict(verdicts: Verdict[]): Verdict {
+  return verdicts.reduce<Verdict>((worst, v) => (SEVERITY[v] > SEVERITY[worst] ? v : worst), 'forward');
+}
+
+export function validatePolicy(policy: Policy): string[] {
+  const problems: string[] = [];
+  const inUnit = (x: number) => Number.isFinite(x) && x > 0 && x < 1;
+  if (!inUnit(policy.flagFpr)) problems.push('policy.flagFpr must be a number in (0, 1)');
+  if (!inUnit(policy.blockFpr)) problems.push('policy.blockFpr must be a number in (0, 1)');
+  if (policy.blockFpr > policy.flagFpr) problems.push('policy.blockFpr must not exceed policy.flagFpr');
+  if (policy.decideBy.length === 0) problems.push('policy.decideBy must name at least one detector');
+  return problems;
+}
+
+function fmt(p: number): string {
+  return p < 0.001 ? p.toExponential(2) : p.toFixed(4);
+}

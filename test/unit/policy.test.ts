@@ -1,0 +1,77 @@
+import { DEFAULT_POLICY, applyStudyRule, combinePValues, decide, isApplicable, validatePolicy, worstVerdict, type InstanceOutcome, type Policy } from '../../src/policy';
+
+const policy: Policy = { ...DEFAULT_POLICY, decideBy: ['uad'], flagFpr: 0.05, blockFpr: 0.005 };
+const scanned = (p: number): InstanceOutcome => ({ kind: 'scanned', scores: { uad: { score: 1, pValue: p } } });
+
+describe('decide', () => {
+  it.each([
+    ['clean p-value forwards', scanned(0.4), 'forward'],
+    ['p at the flag rate flags', scanned(0.05), 'flag'],
+    ['p between block and flag flags', scanned(0.01), 'flag'],
+    ['p at the block rate blocks', scanned(0.005), 'block'],
+    ['tiny p blocks', scanned(1e-6), 'block'],
+    ['out-of-scope instances forward unscanned', { kind: 'out_of_scope' } as InstanceOutcome, 'forward'],
+    ['non-image instances forward', { kind: 'skipped' } as InstanceOutcome, 'forward'],
+    ['decode errors fail closed by default', { kind: 'error', errorClass: 'decode', code: 'DICOM_TRUNCATED' } as InstanceOutcome, 'block'],
+    ['model timeouts fail closed by default', { kind: 'error', errorClass: 'timeout', code: 'MODEL_TIMEOUT' } as InstanceOutcome, 'block'],
+    ['a missing decision detector fails closed', { kind: 'scanned', scores: { kd: { score: 1, pValue: 0.5 } } } as InstanceOutcome, 'block'],
+  ])('%s', (_name, outcome, expected) => {
+    expect(decide(outcome, policy).verdict).toBe(expected);
+  });
+
+  it('follows a configured fail-open error policy', () => {
+    const open: Policy = { ...policy, onError: { decode: 'forward', model: 'flag', timeout: 'forward' } };
+    expect(decide({ kind: 'error', errorClass: 'decode', code: 'NOT_DICOM' }, open).verdict).toBe('forward');
+    expect(decide({ kind: 'error', errorClass: 'model', code: 'MODEL_INFERENCE_FAILED' }, open).verdict).toBe('flag');
+  });
+
+  it('combines several decision detectors with Bonferroni', () => {
+    const two: Policy = { ...policy, decideBy: ['uad', 'mgm'] };
+    const outcome: InstanceOutcome = { kind: 'scanned', scores: { uad: { score: 0, pValue: 0.03 }, mgm: { score: 0, pValue: 0.5 } } };
+    expect(decide(outcome, two).verdict).toBe('forward'); // 0.03 × 2 = 0.06 > 0.05
+    expect(combinePValues([0.03, 0.5])).toBeCloseTo(0.06);
+  });
+
+  it('names the detector and p-value in its reason', () => {
+    expect(decide(scanned(0.001), policy).reasons[0]).toMatch(/^uad:p=0\.0010<=0\.005$/);
+  });
+});
+
+describe('study rule', () => {
+  it('withholds only blocked instances under the instance rule', () => {
+    expect(applyStudyRule(['forward', 'block', 'flag'], 'instance')).toEqual(['forward', 'block', 'flag']);
+  });
+  it('withholds the whole study under the study rule', () => {
+    expect(applyStudyRule(['forward', 'block', 'flag'], 'study')).toEqual(['block', 'block', 'block']);
+    expect(applyStudyRule(['forward', 'flag'], 'study')).toEqual(['forward', 'flag']);
+  });
+  it('reports the worst verdict', () => {
+    expect(worstVerdict(['forward', 'flag'])).toBe('flag');
+    expect(worstVerdict([])).toBe('forward');
+  });
+});
+
+describe('applicability', () => {
+  const chest = { sopClassUid: '1.2.840.10008.5.1.4.1.1.1.1', modality: 'DX', bodyPartExamined: 'CHEST', photometricInterpretation: 'MONOCHROME2' };
+  it('matches when every selector is empty', () => {
+    expect(isApplicable({}, {})).toBe(true);
+  });
+  it('matches modality and body part case-insensitively', () => {
+    expect(isApplicable(chest, { modalities: ['dx', 'CR'], bodyParts: ['chest'] })).toBe(true);
+  });
+  it('rejects an instance outside a non-empty selector', () => {
+    expect(isApplicable({ ...chest, modality: 'CT' }, { modalities: ['DX', 'CR'] })).toBe(false);
+    expect(isApplicable({ ...chest, photometricInterpretation: 'RGB' }, DEFAULT_POLICY.applicability)).toBe(false);
+  });
+  it('rejects an instance missing a selected attribute', () => {
+    expect(isApplicable({ modality: 'DX' }, { bodyParts: ['CHEST'] })).toBe(false);
+  });
+});
+
+describe('validatePolicy', () => {
+  it('accepts the default', () => expect(validatePolicy(DEFAULT_POLICY)).toEqual([]));
+  it('names the bad key', () => {
+    expect(validatePolicy({ ...DEFAULT_POLICY, blockFpr: 0.1 })).toContain('policy.blockFpr must not exceed policy.flagFpr');
+    expect(validatePolicy({ ...DEFAULT_POLICY, flagFpr: 2 })[0]).toMatch(/policy\.flagFpr/);
+  });
+});
