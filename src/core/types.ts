@@ -31,6 +31,11 @@ export interface DecodedInstance {
   pixelSpacing?: [number, number];
   /** Whether rescale slope/intercept were present and applied. */
   rescaled: boolean;
+  /**
+   * PALETTE COLOR only: bit depth of the palette LUT entries (8 or 16), i.e. the RGB values lie in
+   * 0..2^colourBits-1 (bitsStored describes the palette indices). Absent otherwise.
+   */
+  colourBits?: number;
 }
 
 /** Non-image instances (SR, RT plan, presentation states…) are skipped, not errors. */
