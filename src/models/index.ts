@@ -1,0 +1,9 @@
+/** Public surface of the preprocess and extract stages. */
+export {
+  MANIFEST_METADATA_KEY, ManifestSchema, loadModelManifest, parseManifest, parseManifestJson, readOnnxMetadataProps,
+} from './manifest';
+export type { LoadedModel, ModelManifest } from './manifest';
+export { preprocess, resizeBilinear, resizeNearest, resolveWindowRule, selectFrame, percentiles } from './preprocess';
+export type { FrameChoice, PreprocessOptions, PreprocessResult } from './preprocess';
+export { InferencePool, resolveWorkerScript, defaultLogger } from './pool';
+export type { InferencePoolOptions, InferenceResult, RunOptions } from './pool';
