@@ -1,7 +1,27 @@
 import type { Command } from 'commander';
+import { loadConfig } from '../config';
+import { startServer } from '../proxy/server';
 
+/** `warden serve [--config file]`: the gateway. SIGTERM/SIGINT finish in-flight requests, then exit. */
 export function register(program: Command): void {
-  program.command('serve').description('(not yet implemented)').action(() => {
-    throw new Error('warden serve is not implemented yet');
-  });
+  program
+    .command('serve')
+    .description('Run the DICOMweb gateway (STOW-RS scanned; QIDO-RS/WADO-RS passed through)')
+    .option('-c, --config <file>', 'YAML configuration (default: $WARDEN_CONFIG; env WARDEN_* overrides keys)')
+    .option('-p, --port <port>', 'listen port (overrides server.port)')
+    .option('-u, --upstream <url>', 'upstream DICOMweb base URL (overrides upstream.url)')
+    .action(async (opts: { config?: string; port?: string; upstream?: string }) => {
+      const env = { ...process.env };
+      if (opts.port !== undefined) env.WARDEN_PORT = opts.port;
+      if (opts.upstream !== undefined) env.WARDEN_UPSTREAM_URL = opts.upstream;
+      const config = loadConfig(opts.config, env);
+      const running = await startServer(config);
+      const stop = (signal: string): void => {
+        running.deps.logger.info({ event: 'signal', signal }, `received ${signal}`);
+        running.close().then(() => process.exit(0), () => process.exit(1));
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+      await new Promise<void>(() => { /* runs until a signal */ });
+    });
 }

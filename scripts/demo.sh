@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Warden end to end on one machine: Orthanc (upstream, 127.0.0.1) ← Warden (embedded model + bundle) ← warden send.
+# Sends the committed clean and adversarial fixture studies, prints each verdict, shows what reached Orthanc
+# and an excerpt of /metrics, then stops both processes by PID. Bounded: every wait has a deadline.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+bash scripts/setup.sh --with-orthanc
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/warden-demo.XXXXXX")
+ORTHANC_PID=""; WARDEN_PID=""
+stop_pid() {  # stop_pid PID NAME: TERM, wait up to 15 s, then KILL
+  local pid=$1 name=$2
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || { echo "[demo] $name stopped" >&2; return 0; }; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true; echo "[demo] $name killed" >&2
+}
+cleanup() {
+  stop_pid "$WARDEN_PID" warden
+  stop_pid "$ORTHANC_PID" Orthanc
+  rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
+wait_http() {  # wait_http URL SECONDS NAME PID
+  local url=$1 secs=$2 name=$3 pid=$4
+  for _ in $(seq 1 $((secs * 10))); do
+    if curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null; then return 0; fi
+    kill -0 "$pid" 2>/dev/null || { echo "[demo] $name exited during start-up" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "[demo] $name not ready after ${secs}s" >&2; return 1
+}
+
+# 1. Orthanc on 127.0.0.1 (it binds all interfaces but refuses remote clients), temp storage.
+OPORT=$(free_port)
+mkdir -p "$WORK/orthanc"
+cat > "$WORK/orthanc.json" <<JSON
+{"Name":"warden-demo","StorageDirectory":"$WORK/orthanc","IndexDirectory":"$WORK/orthanc",
+ "Plugins":["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"],"HttpPort":$OPORT,"RemoteAccessAllowed":false,
+ "AuthenticationEnabled":false,"DicomServerEnabled":false,"StableAge":3600,
+ "DicomWeb":{"Enable":true,"Root":"/dicom-web/","EnableWado":true}}
+JSON
+ORTHANC_BIN=$(command -v Orthanc || echo /usr/sbin/Orthanc)
+"$ORTHANC_BIN" "$WORK/orthanc.json" >"$WORK/orthanc.log" 2>&1 &
+ORTHANC_PID=$!
+wait_http "http://127.0.0.1:$OPORT/dicom-web/studies" 30 Orthanc "$ORTHANC_PID"
+echo "[demo] Orthanc pid $ORTHANC_PID on http://127.0.0.1:$OPORT" >&2
+
+# 2. Warden with the embedded model and bundle (no config file: defaults + environment).
+WPORT=$(free_port)
+WARDEN_UPSTREAM_URL="http://127.0.0.1:$OPORT/dicom-web" WARDEN_PORT=$WPORT WARDEN_HOST=127.0.0.1 \
+  node bin/warden.js serve >"$WORK/warden.log" 2>&1 &
+WARDEN_PID=$!
+wait_http "http://127.0.0.1:$WPORT/readyz" 120 warden "$WARDEN_PID"
+echo "[demo] warden pid $WARDEN_PID on http://127.0.0.1:$WPORT (upstream Orthanc)" >&2
+URL="http://127.0.0.1:$WPORT/dicom-web"
+
+# 3. The fixture studies: the first clean and the first adversarial study of test/fixtures/lab/manifest.csv.
+MANIFEST=test/fixtures/lab/manifest.csv
+pick() {  # pick KIND → file paths of the first study of that kind, one per line
+  node -e '
+    const fs=require("fs"),path=require("path");const [m,kind]=process.argv.slice(1);
+    const [h,...ls]=fs.readFileSync(m,"utf8").trim().split(/\r?\n/);const c=h.split(",");
+    const rows=ls.map(l=>{const v=l.split(",");return Object.fromEntries(c.map((k,i)=>[k,v[i]]))}).filter(r=>r.kind===kind);
+    if(!rows.length)process.exit(0);const s=rows[0].study_uid;
+    for(const r of rows.filter(r=>r.study_uid===s))console.log(path.resolve(path.dirname(m),r.file));' "$MANIFEST" "$1"
+}
+if [ -f "$MANIFEST" ]; then
+  for kind in clean adversarial; do
+    mapfile -t FILES < <(pick "$kind")
+    [ "${#FILES[@]}" -gt 0 ] || { echo "[demo] no $kind study in $MANIFEST" >&2; continue; }
+    echo
+    echo "=== $kind study (${#FILES[@]} instances) → warden → Orthanc ==="
+    timeout 300 node bin/warden.js send --url "$URL" "${FILES[@]}" | sed "s#$ROOT/##"
+  done
+else
+  echo "[demo] $MANIFEST not found: sending two shared-corpus files instead" >&2
+  timeout 120 node bin/warden.js send --url "$URL" ../shared/corpus/dicom/pydicom/MR_small.dcm ../shared/corpus/dicom/pydicom/MR_truncated.dcm
+fi
+
+# 4. What reached Orthanc (QIDO-RS directly on the upstream).
+echo
+echo "=== what Orthanc holds (QIDO-RS on the upstream) ==="
+curl -fsS --max-time 10 "http://127.0.0.1:$OPORT/dicom-web/instances?includefield=00080018" | node -e '
+  let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const a=JSON.parse(s||"[]");
+  const by={};for(const i of a){const st=i["0020000D"].Value[0];by[st]=(by[st]||0)+1}
+  console.log(a.length+" instances in "+Object.keys(by).length+" studies");
+  for(const [st,n] of Object.entries(by))console.log("  study "+st+": "+n+" instances")})'
+
+# 5. An excerpt of Warden's /metrics.
+echo
+echo "=== warden /metrics (excerpt) ==="
+curl -fsS --max-time 10 "http://127.0.0.1:$WPORT/metrics" | grep -E '^warden_(instances_total|studies_total|flagged_instances_total|upstream_requests_total|stow_requests_total|model_info|errors_total)' || true
+echo
+echo "[demo] logs: $(grep -c '"event":"instance' "$WORK/warden.log" || true) instance events (hashed UIDs only)"

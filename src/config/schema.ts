@@ -1,0 +1,99 @@
+import { z } from 'zod';
+
+/**
+ * The gateway configuration: one YAML file (config/warden.example.yaml documents every key) plus `WARDEN_…`
+ * environment overrides. Validated once at start-up; nothing reads raw YAML after that.
+ */
+
+const verdict = z.enum(['forward', 'flag', 'block']);
+const fpr = z.number().gt(0).lt(1);
+const stringList = z.array(z.string().min(1));
+const positiveInt = z.number().int().positive();
+const httpUrl = z.string({ error: 'expected an http(s) URL such as http://127.0.0.1:8042/dicom-web' }).refine((u) => {
+  try { return /^https?:$/.test(new URL(u).protocol); } catch { return false; }
+}, { message: 'expected an http(s) URL such as http://127.0.0.1:8042/dicom-web' });
+
+export const ServerSchema = z.strictObject({
+  host: z.string().min(1).default('0.0.0.0'),
+  port: z.number().int().min(0).max(65535).default(8080),
+  basePath: z.string().regex(/^\/[A-Za-z0-9._~\-/]*[^/]$|^\/[A-Za-z0-9._~-]+$/, 'expected a path like /dicom-web (leading slash, no trailing slash)').default('/dicom-web'),
+  shutdownGraceMs: positiveInt.default(15000),
+  keepAliveTimeoutMs: positiveInt.default(5000),
+});
+
+export const UpstreamSchema = z.strictObject({
+  url: httpUrl,
+  timeoutMs: positiveInt.default(120000),
+  connections: positiveInt.default(16),
+  headers: z.record(z.string(), z.string()).default({}),
+  flagHeader: z.string().regex(/^[A-Za-z0-9-]*$/, 'expected an HTTP header name, or "" to disable').default('X-Warden-Flagged'),
+  readinessPath: z.string().default('/studies?limit=1'),
+});
+
+export const ModelSchema = z.strictObject({
+  path: z.string().min(1).nullable().default(null),
+  bundle: z.string().min(1).nullable().default(null),
+  provider: z.enum(['cpu', 'cuda', 'tensorrt', 'auto']).default('cpu'),
+  workers: positiveInt.default(1),
+});
+
+export const PolicySchema = z.strictObject({
+  applicability: z.strictObject({
+    sopClassUids: stringList.default([]),
+    modalities: stringList.default([]),
+    bodyParts: stringList.default([]),
+    photometric: stringList.default(['MONOCHROME1', 'MONOCHROME2']),
+  }).default({ sopClassUids: [], modalities: [], bodyParts: [], photometric: ['MONOCHROME1', 'MONOCHROME2'] }),
+  flagFpr: fpr.default(0.05),
+  blockFpr: fpr.default(0.005),
+  decideBy: stringList.min(1).default(['uad']),
+  studyRule: z.enum(['instance', 'study']).default('instance'),
+  onError: z.strictObject({ decode: verdict.default('block'), model: verdict.default('block'), timeout: verdict.default('block') })
+    .default({ decode: 'block', model: 'block', timeout: 'block' }),
+}).refine((p) => p.blockFpr <= p.flagFpr, { message: 'blockFpr must not exceed flagFpr', path: ['blockFpr'] });
+
+const MiB = 1024 * 1024;
+export const LimitsSchema = z.strictObject({
+  maxBodyBytes: positiveInt.default(8 * 1024 * MiB),
+  maxInstanceBytes: positiveInt.default(1024 * MiB),
+  memoryPartBytes: z.number().int().min(0).default(8 * MiB),
+  memoryBudgetBytes: z.number().int().min(0).default(32 * MiB),
+  maxConcurrentScans: positiveInt.default(2),
+  maxQueuedScans: z.number().int().min(0).default(256),
+  maxConcurrentStowRequests: positiveInt.default(32),
+  scanTimeoutMs: positiveInt.default(120000),
+  retryAfterSeconds: positiveInt.default(5),
+});
+
+export const AuthSchema = z.strictObject({
+  dicomwebToken: z.string().min(16, 'expected a token of at least 16 characters').nullable().default(null),
+  metricsToken: z.string().min(16, 'expected a token of at least 16 characters').nullable().default(null),
+});
+
+export const WadoSchema = z.strictObject({
+  scan: z.boolean().default(false),
+});
+
+export const StowSchema = z.strictObject({
+  warningsAs202: z.boolean().default(false),
+  spoolDir: z.string().min(1).nullable().default(null),
+});
+
+export const LoggingSchema = z.strictObject({
+  level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export const ConfigSchema = z.strictObject({
+  server: ServerSchema.default(ServerSchema.parse({})),
+  upstream: UpstreamSchema,
+  model: ModelSchema.default(ModelSchema.parse({})),
+  policy: PolicySchema.default(PolicySchema.parse({})),
+  limits: LimitsSchema.default(LimitsSchema.parse({})),
+  auth: AuthSchema.default(AuthSchema.parse({})),
+  stow: StowSchema.default(StowSchema.parse({})),
+  wado: WadoSchema.default(WadoSchema.parse({})),
+  logging: LoggingSchema.default(LoggingSchema.parse({})),
+});
+
+export type WardenConfig = z.infer<typeof ConfigSchema>;
+export type WardenConfigInput = z.input<typeof ConfigSchema>;

@@ -1,0 +1,24 @@
+/**
+ * The one table from "why an instance was not stored" to the PS3.18 FailureReason (0008,1197) in the STOW-RS
+ * response. Ranges follow PS3.18 §10.5.3 / PS3.4 Annex GG: A7xx out of resources, A9xx data set does not
+ * match, Cxxx cannot understand (the low byte is ours: 0xC0A_ = refused by Warden's policy), 0110 processing
+ * failure. docs/metrics.md ("STOW-RS failure reasons") lists the same table for operators.
+ */
+export const FAILURE_REASONS = {
+  /** Detector p-value at or below policy.blockFpr. */
+  blocked_by_detector: { code: 0xc0a1, text: 'blocked: the instance looks adversarial' },
+  /** Scanning failed (decode, model, timeout) and policy.onError says block. */
+  blocked_by_error_policy: { code: 0xc0a2, text: 'blocked: the instance could not be scanned and the error policy is to block' },
+  /** studyRule 'study': another instance of the same study was blocked. */
+  blocked_by_study_rule: { code: 0xc0a3, text: 'withheld: another instance of the same study was blocked (policy.studyRule: study)' },
+  /** Not a DICOM Part-10 file, or the part is not application/dicom. */
+  not_dicom: { code: 0xc000, text: 'cannot understand: the part is not a DICOM Part-10 instance' },
+  /** Instance larger than limits.maxInstanceBytes. */
+  too_large: { code: 0xa700, text: 'out of resources: the instance exceeds limits.maxInstanceBytes' },
+  /** POST …/studies/{study} with an instance of another study. */
+  study_mismatch: { code: 0xa900, text: 'the StudyInstanceUID of the instance differs from the study in the request URL' },
+  /** The upstream refused or did not confirm the instance. */
+  upstream_failed: { code: 0x0110, text: 'processing failure: the upstream server did not store the instance' },
+} as const;
+
+export type FailureCause = keyof typeof FAILURE_REASONS;

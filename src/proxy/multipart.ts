@@ -1,0 +1,147 @@
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import Dicer from '@fastify/busboy/deps/dicer/lib/Dicer.js';
+import { WardenError } from '../core/errors';
+import { MemoryBudget, StoredPart, type SpoolOptions } from './spool';
+
+/**
+ * Streaming multipart/related ingest (PS3.18 STOW-RS request bodies). The parser is the Dicer bundled in
+ * @fastify/busboy; this file adds the limits, the spooling of each part's original bytes and backpressure:
+ * a part whose temp-file write is pending pauses the parser, which stops reading the socket.
+ */
+
+export interface MediaType {
+  /** Lower-cased `type/subtype`. */
+  mediaType: string;
+  /** Parameters, names lower-cased, quotes removed. */
+  params: Record<string, string>;
+}
+
+/** Parses a Content-Type header (RFC 9110 §8.3, quoted-string parameters included). */
+export function parseMediaType(header: string | undefined): MediaType | null {
+  if (!header) return null;
+  const m = /^\s*([^\s;/]+\/[^\s;]+)\s*(.*)$/s.exec(header);
+  if (!m) return null;
+  const params: Record<string, string> = {};
+  const re = /;\s*([^\s=;]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s;]*))/g;
+  let p: RegExpExecArray | null;
+  while ((p = re.exec(m[2])) !== null) {
+    params[p[1].toLowerCase()] = p[2] !== undefined ? p[2].replace(/\\(.)/g, '$1') : p[3];
+  }
+  return { mediaType: m[1].toLowerCase(), params };
+}
+
+export interface IngestedPart {
+  index: number;
+  /** Part headers, names lower-cased, first value of each. */
+  headers: Record<string, string>;
+  stored: StoredPart;
+}
+
+export interface IngestOptions {
+  boundary: string;
+  maxBodyBytes: number;
+  spool: SpoolOptions;
+  budget: MemoryBudget;
+  /** Called once per part when its last byte is stored (the part may then be scanned). */
+  onPart: (part: IngestedPart) => void;
+  /** Called for every part as soon as it starts, so the caller can dispose of it whatever happens. */
+  onCreate?: (stored: StoredPart) => void;
+}
+
+export interface IngestResult {
+  parts: IngestedPart[];
+  bodyBytes: number;
+}
+
+class ByteLimit extends Transform {
+  bytes = 0;
+  constructor(private readonly limit: number) { super(); }
+  _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (this.bytes > this.limit) {
+      cb(new WardenError('BODY_TOO_LARGE', `The request body exceeds limits.maxBodyBytes (${this.limit} bytes).`));
+      return;
+    }
+    cb(null, chunk);
+  }
+}
+
+/**
+ * Reads the whole body, storing each part. Rejects with MULTIPART_MALFORMED or BODY_TOO_LARGE; parts stored
+ * so far are returned through `onPart` and must be disposed by the caller in every case.
+ */
+export async function ingestMultipart(body: Readable, opts: IngestOptions): Promise<IngestResult> {
+  const parts: IngestedPart[] = [];
+  const pending: Promise<void>[] = [];
+  const limit = new ByteLimit(opts.maxBodyBytes);
+  const dicer = new Dicer({ boundary: opts.boundary, maxHeaderPairs: 100, maxHeaderSize: 16 * 1024 });
+  let partError: Error | null = null;
+  let counter = 0;
+
+  dicer.on('part', (stream: Readable) => {
+    const index = counter++;
+    let headers: Record<string, string> = {};
+    const stored = new StoredPart(opts.spool, opts.budget);
+    opts.onCreate?.(stored);
+    let writing: Promise<void> | null = null;
+    pending.push(new Promise<void>((resolve) => {
+      stream.on('header', (h: Record<string, string[]>) => {
+        headers = Object.fromEntries(Object.entries(h).map(([k, v]) => [k.toLowerCase(), String(v[0] ?? '')]));
+      });
+      stream.on('data', (chunk: Buffer) => {
+        const w = stored.write(chunk);
+        if (w) {
+          stream.pause();
+          writing = w.then(() => { writing = null; stream.resume(); });
+        }
+      });
+      stream.on('error', (err: Error) => { partError ??= err; });
+      stream.on('end', () => {
+        void (async () => {
+          try {
+            if (writing) await writing;
+            await stored.finish();
+          } catch (err) {
+            partError ??= err as Error;
+          }
+          const part = { index, headers, stored };
+          parts.push(part);
+          parts.sort((a, b) => a.index - b.index);
+          if (!partError) opts.onPart(part);
+          resolve();
+        })();
+      });
+    }));
+  });
+  // Preamble and epilogue are legal and ignored.
+  dicer.on('preamble', (s: Readable) => { s.on('error', () => { /* reported by the parser's own error */ }); s.resume(); });
+  dicer.on('trailer', () => {});
+
+  try {
+    // Dicer emits its own 'finish' once the last part is consumed (not the Writable's): wait for that event
+    // rather than stream.pipeline, which tracks the Writable state.
+    await new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const fail = (err: Error): void => { if (!settled) { settled = true; body.unpipe(limit); limit.unpipe(dicer); body.resume(); reject(err); } };
+      dicer.on('finish', () => { if (!settled) { settled = true; resolve(); } });
+      dicer.on('error', fail);
+      limit.on('error', fail);
+      body.on('error', fail);
+      body.on('aborted', () => fail(Object.assign(new Error('aborted'), { code: 'ECONNRESET' })));
+      body.on('close', () => { if (!(body as Readable & { complete?: boolean }).complete && !body.readableEnded) fail(Object.assign(new Error('aborted'), { code: 'ECONNRESET' })); });
+      body.pipe(limit).pipe(dicer);
+    });
+  } catch (err) {
+    await Promise.allSettled(pending);
+    if ((err as WardenError).code === 'BODY_TOO_LARGE') throw err;
+    if ((err as NodeJS.ErrnoException).code === 'ECONNRESET' || (err as Error).name === 'AbortError' || (err as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') {
+      throw new WardenError('MULTIPART_MALFORMED', 'The client closed the connection before the body ended.', { cause: err });
+    }
+    throw new WardenError('MULTIPART_MALFORMED', `The multipart/related body is malformed: ${(err as Error).message}.`, { cause: err });
+  }
+  await Promise.all(pending);
+  if (partError) {
+    throw new WardenError('MULTIPART_MALFORMED', `A part of the multipart/related body is malformed: ${(partError as Error).message}.`, { cause: partError });
+  }
+  return { parts, bodyBytes: limit.bytes };
+}

@@ -1,0 +1,117 @@
+import type { Readable } from 'node:stream';
+import { Pool, type Dispatcher } from 'undici';
+import { WardenError } from '../core/errors';
+import type { WardenMetrics } from '../metrics';
+
+/**
+ * The one way out: every request to the upstream DICOMweb server (AI endpoint or PACS) goes through here,
+ * on one undici Pool, and is counted in warden_upstream_requests_total / _duration_seconds.
+ */
+export interface UpstreamOptions {
+  url: string;
+  timeoutMs: number;
+  connections: number;
+  /** Static headers for every upstream request (e.g. the upstream's own Authorization). */
+  headers: Record<string, string>;
+  readinessPath: string;
+}
+
+export interface UpstreamResponse {
+  statusCode: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Readable & { text(): Promise<string>; dump(): Promise<void> };
+}
+
+export interface UpstreamClient {
+  /** `path` is relative to the upstream base URL (e.g. `/studies/1.2.3?x=y`). */
+  request(method: string, path: string, headers: Record<string, string>, body?: Readable | Buffer | null, signal?: AbortSignal): Promise<UpstreamResponse>;
+  /**
+   * Streams a bodiless request's response straight into `factory`'s Writable (undici's stream(): no
+   * intermediate Readable, the fastest path for WADO-RS). The factory sees status and headers first.
+   */
+  stream(method: string, path: string, headers: Record<string, string>, signal: AbortSignal,
+    factory: (statusCode: number, headers: Record<string, string | string[] | undefined>) => NodeJS.WritableStream): Promise<void>;
+  /** True when the upstream answers a cheap QIDO request with a status below 500. */
+  ping(): Promise<boolean>;
+  /** The upstream base path (e.g. `/dicom-web`), for rewriting. */
+  readonly basePath: string;
+  readonly origin: string;
+  close(): Promise<void>;
+}
+
+export function createUpstreamClient(opts: UpstreamOptions, metrics?: WardenMetrics): UpstreamClient {
+  const url = new URL(opts.url);
+  const origin = url.origin;
+  const basePath = url.pathname.replace(/\/+$/, '');
+  const pool = new Pool(origin, {
+    connections: opts.connections,
+    headersTimeout: opts.timeoutMs,
+    bodyTimeout: opts.timeoutMs,
+    // Orthanc (civetweb) closes idle keep-alive connections after ~1 s; reusing one it closed fails the
+    // request with "other side closed", so idle connections are dropped first.
+    keepAliveTimeout: 800,
+    keepAliveMaxTimeout: 800,
+  });
+
+  async function request(method: string, path: string, headers: Record<string, string>, body?: Readable | Buffer | null, signal?: AbortSignal): Promise<UpstreamResponse> {
+    const started = process.hrtime.bigint();
+    const m = method.toUpperCase();
+    try {
+      const res = await pool.request({
+        method: m as Dispatcher.HttpMethod,
+        path: basePath + path,
+        headers: { ...opts.headers, ...headers },
+        body: body ?? undefined,
+        signal,
+      });
+      metrics?.upstreamRequests.inc({ method: m, status: String(res.statusCode) });
+      metrics?.upstreamDuration.observe({ method: m }, Number(process.hrtime.bigint() - started) / 1e9);
+      return { statusCode: res.statusCode, headers: res.headers, body: res.body as unknown as UpstreamResponse['body'] };
+    } catch (err) {
+      metrics?.upstreamRequests.inc({ method: m, status: 'error' });
+      metrics?.upstreamDuration.observe({ method: m }, Number(process.hrtime.bigint() - started) / 1e9);
+      metrics?.errors.inc({ code: 'UPSTREAM_UNAVAILABLE' });
+      throw new WardenError('UPSTREAM_UNAVAILABLE', `The upstream DICOMweb server at ${origin} could not be reached (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}).`, { cause: err });
+    }
+  }
+
+  async function stream(method: string, path: string, headers: Record<string, string>, signal: AbortSignal,
+    factory: (statusCode: number, headers: Record<string, string | string[] | undefined>) => NodeJS.WritableStream): Promise<void> {
+    const started = process.hrtime.bigint();
+    const m = method.toUpperCase();
+    let answered = false;
+    try {
+      await pool.stream({ method: m as Dispatcher.HttpMethod, path: basePath + path, headers: { ...opts.headers, ...headers }, signal },
+        ({ statusCode, headers: h }) => {
+          answered = true;
+          metrics?.upstreamRequests.inc({ method: m, status: String(statusCode) });
+          metrics?.upstreamDuration.observe({ method: m }, Number(process.hrtime.bigint() - started) / 1e9);
+          return factory(statusCode, h) as unknown as import('node:stream').Writable;
+        });
+    } catch (err) {
+      if (answered) throw err;
+      metrics?.upstreamRequests.inc({ method: m, status: 'error' });
+      metrics?.errors.inc({ code: 'UPSTREAM_UNAVAILABLE' });
+      throw new WardenError('UPSTREAM_UNAVAILABLE', `The upstream DICOMweb server at ${origin} could not be reached (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}).`, { cause: err });
+    }
+  }
+
+  return {
+    basePath,
+    origin,
+    request,
+    stream,
+    async ping() {
+      try {
+        const res = await request('GET', opts.readinessPath, { accept: 'application/dicom+json' });
+        await res.body.dump();
+        return res.statusCode < 500;
+      } catch {
+        return false;
+      }
+    },
+    async close() {
+      await pool.close();
+    },
+  };
+}
