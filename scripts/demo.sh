@@ -52,6 +52,8 @@ echo "[demo] Orthanc pid $ORTHANC_PID on http://127.0.0.1:$OPORT" >&2
 
 # 2. Warden with the embedded model and bundle (no config file: defaults + environment).
 WPORT=$(free_port)
+# MALLOC_MMAP_THRESHOLD_: big buffers straight from mmap, returned when freed (RSS stays flat; see docs/performance.md)
+MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-131072} MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2} \
 WARDEN_UPSTREAM_URL="http://127.0.0.1:$OPORT/dicom-web" WARDEN_PORT=$WPORT WARDEN_HOST=127.0.0.1 \
   node bin/warden.js serve >"$WORK/warden.log" 2>&1 &
 WARDEN_PID=$!

@@ -11,6 +11,7 @@ export const ENV_OVERRIDES: Record<string, { key: string; type: 'string' | 'int'
   WARDEN_PORT: { key: 'server.port', type: 'int' },
   WARDEN_HOST: { key: 'server.host', type: 'string' },
   WARDEN_BASE_PATH: { key: 'server.basePath', type: 'string' },
+  WARDEN_PUBLIC_BASE_URL: { key: 'server.publicBaseUrl', type: 'nullable-string' },
   WARDEN_MODEL_PATH: { key: 'model.path', type: 'nullable-string' },
   WARDEN_BUNDLE_PATH: { key: 'model.bundle', type: 'nullable-string' },
   WARDEN_PROVIDER: { key: 'model.provider', type: 'string' },
@@ -73,7 +74,6 @@ export function validateConfig(raw: unknown, source = 'configuration'): WardenCo
   const result = ConfigSchema.safeParse(raw);
   if (!result.success) throw configError(result.error.issues.map(describeIssue), source);
   const problems = validatePolicy(result.data.policy);
-  if (result.data.wado.scan) problems.push('wado.scan: scanning WADO-RS retrieves is not implemented yet; expected false');
   if (problems.length) throw configError(problems, source);
   return result.data;
 }

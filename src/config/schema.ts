@@ -19,6 +19,8 @@ export const ServerSchema = z.strictObject({
   basePath: z.string().regex(/^\/[A-Za-z0-9._~\-/]*[^/]$|^\/[A-Za-z0-9._~-]+$/, 'expected a path like /dicom-web (leading slash, no trailing slash)').default('/dicom-web'),
   shutdownGraceMs: positiveInt.default(15000),
   keepAliveTimeoutMs: positiveInt.default(5000),
+  /** Warden's external DICOMweb base URL for Retrieve URLs (null: from the request's Host + basePath). */
+  publicBaseUrl: httpUrl.nullable().default(null),
 });
 
 export const UpstreamSchema = z.strictObject({
@@ -56,9 +58,10 @@ const MiB = 1024 * 1024;
 export const LimitsSchema = z.strictObject({
   maxBodyBytes: positiveInt.default(8 * 1024 * MiB),
   maxInstanceBytes: positiveInt.default(1024 * MiB),
-  memoryPartBytes: z.number().int().min(0).default(8 * MiB),
+  memoryPartBytes: z.number().int().min(0).default(2 * MiB),
   memoryBudgetBytes: z.number().int().min(0).default(32 * MiB),
   maxConcurrentScans: positiveInt.default(2),
+  scanMemoryBytes: positiveInt.default(32 * MiB),
   maxQueuedScans: z.number().int().min(0).default(256),
   maxConcurrentStowRequests: positiveInt.default(32),
   scanTimeoutMs: positiveInt.default(120000),
@@ -72,6 +75,7 @@ export const AuthSchema = z.strictObject({
 
 export const WadoSchema = z.strictObject({
   scan: z.boolean().default(false),
+  partialStatus: z.union([z.literal(206), z.literal(200)], { error: 'expected 206 or 200' }).default(206),
 });
 
 export const StowSchema = z.strictObject({

@@ -33,6 +33,7 @@ export const ERROR_CATALOGUE = {
   BODY_TOO_LARGE: { kind: 'input', summary: 'The request body exceeds the configured limit.' },
   UPSTREAM_UNAVAILABLE: { kind: 'upstream', summary: 'The upstream DICOMweb server could not be reached.' },
   UPSTREAM_ERROR: { kind: 'upstream', summary: 'The upstream DICOMweb server answered with an error.' },
+  INSTANCES_WITHHELD: { kind: 'input', summary: 'Every instance of a retrieve was withheld by the policy.' },
   GATEWAY_SATURATED: { kind: 'upstream', summary: 'Too many concurrent scans.' },
   INTERNAL: { kind: 'internal', summary: 'An unexpected internal error.' },
 } as const;

@@ -21,6 +21,12 @@ export interface WardenMetrics {
   upstreamRequests: Counter<'method' | 'status'>;
   upstreamDuration: Histogram<'method'>;
   stowRequests: Counter<'status'>;
+  /** WADO-RS retrieves scanned (wado.scan), by the status Warden answered. */
+  wadoRequests: Counter<'status'>;
+  /** Retrieved instances scanned, by final verdict (block = withheld from the client). */
+  wadoInstances: Counter<'verdict'>;
+  /** Retrieved studies, by their worst instance verdict. */
+  wadoStudies: Counter<'verdict'>;
   stowBytes: Counter;
   spooledParts: Counter;
   queueDepth: Gauge;
@@ -59,6 +65,9 @@ export function createMetrics(options: MetricsOptions = {}): WardenMetrics {
     upstreamRequests: new Counter({ name: 'warden_upstream_requests_total', help: 'Requests to the upstream DICOMweb server, by method and HTTP status ("error" when no response).', labelNames: ['method', 'status'] as const, registers }),
     upstreamDuration: new Histogram({ name: 'warden_upstream_request_duration_seconds', help: 'Upstream request latency until the response headers, by method.', labelNames: ['method'] as const, buckets: UPSTREAM_BUCKETS, registers }),
     stowRequests: new Counter({ name: 'warden_stow_requests_total', help: 'STOW-RS requests answered, by HTTP status.', labelNames: ['status'] as const, registers }),
+    wadoRequests: new Counter({ name: 'warden_wado_requests_total', help: 'WADO-RS retrieves scanned (wado.scan), by HTTP status answered (upstream status when relayed unscanned).', labelNames: ['status'] as const, registers }),
+    wadoInstances: new Counter({ name: 'warden_wado_instances_total', help: 'Instances in scanned WADO-RS retrieves, by final verdict (block = withheld from the client).', labelNames: ['verdict'] as const, registers }),
+    wadoStudies: new Counter({ name: 'warden_wado_studies_total', help: 'Studies in scanned WADO-RS retrieves, by their worst instance verdict.', labelNames: ['verdict'] as const, registers }),
     stowBytes: new Counter({ name: 'warden_stow_received_bytes_total', help: 'Bytes of instance parts received over STOW-RS.', registers }),
     spooledParts: new Counter({ name: 'warden_spooled_parts_total', help: 'Instance parts spooled to a temporary file because they exceeded the in-memory limit.', registers }),
     queueDepth: new Gauge({

@@ -7,6 +7,7 @@ import { handlePassThrough } from './passthrough';
 import { MemoryBudget, defaultSpoolDir } from './spool';
 import { Semaphore } from './semaphore';
 import { handleStow, sendError } from './stow';
+import { handleWadoScan } from './wado';
 
 export interface WardenApp {
   app: Express;
@@ -22,10 +23,11 @@ export function buildApp(config: WardenConfig, deps: AppDeps): WardenApp {
     ...deps,
     config,
     policy: deps.scanner.policy ?? config.policy,
-    scans: new Semaphore(config.limits.maxConcurrentScans),
+    scans: new Semaphore(config.limits.maxConcurrentScans, config.limits.scanMemoryBytes),
     budget: new MemoryBudget(config.limits.memoryBudgetBytes),
     spoolDir: config.stow.spoolDir ?? defaultSpoolDir(),
     activeStow: 0,
+    activeWado: 0,
     shuttingDown: false,
   };
   const { metrics } = deps;
@@ -74,7 +76,7 @@ export function buildApp(config: WardenConfig, deps: AppDeps): WardenApp {
       sendError(res, 405, 'USAGE', `${req.method} is not supported here; STOW-RS is POST ${base}/studies[/{study}], QIDO-RS and WADO-RS are GET.`);
       return;
     }
-    return handlePassThrough(ctx, req, res);
+    return config.wado.scan ? handleWadoScan(ctx, req, res) : handlePassThrough(ctx, req, res);
   });
   app.use(base, dicomweb);
 

@@ -35,5 +35,7 @@ export interface AppContext extends AppDeps {
   budget: MemoryBudget;
   spoolDir: string;
   activeStow: number;
+  /** WADO-RS retrieves being scanned (wado.scan). */
+  activeWado: number;
   shuttingDown: boolean;
 }

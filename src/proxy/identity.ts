@@ -2,14 +2,35 @@ import * as dcmjs from 'dcmjs';
 
 /**
  * The few UIDs the PS3.18 response must carry back to the sender (SOP Class, SOP Instance) and the Study
- * Instance UID the study rule groups by. Read with dcmjs up to (0020,000D) only, from a prefix of the part
+ * Instance UID the study rule groups by. Read with dcmjs up to (0028,0100) only (past the UIDs, the image geometry), from a prefix of the part
  * when that suffices. These values stay in memory: logs and metrics only ever see hashUid() of them.
  */
 export interface InstanceIdentity {
   sopClassUid?: string;
   sopInstanceUid?: string;
   studyInstanceUid?: string;
+  seriesInstanceUid?: string;
   transferSyntaxUid?: string;
+  /** Image geometry when present before the pixel data (for the scan memory estimate), else undefined. */
+  rows?: number;
+  columns?: number;
+  frames?: number;
+  samplesPerPixel?: number;
+  bitsAllocated?: number;
+}
+
+const num = (dict: Record<string, { Value?: unknown[] }> | undefined, tag: string): number | undefined => {
+  const v = Number(dict?.[tag]?.Value?.[0]);
+  return Number.isFinite(v) && v > 0 ? v : undefined;
+};
+
+/**
+ * Bytes an instance's decoded pixels take as 32-bit floats (all frames, all samples): what a scan allocates
+ * beyond the instance's own bytes. Falls back to the part size when the geometry is unknown.
+ */
+export function decodedBytesEstimate(id: InstanceIdentity | null, partBytes: number): number {
+  if (!id?.rows || !id.columns) return partBytes;
+  return id.rows * id.columns * (id.samplesPerPixel ?? 1) * (id.frames ?? 1) * 4;
 }
 
 let quiet = false;
@@ -38,7 +59,7 @@ export function readIdentity(bytes: Uint8Array): InstanceIdentity | null {
     : (bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer);
   try {
     const dicomDict = dcmjs.data.DicomMessage.readFile(ab, {
-      ignoreErrors: true, untilTag: '0020000D', stopOnGreaterTag: true, includeUntilTagValue: true, noCopy: true,
+      ignoreErrors: true, untilTag: '00280100', stopOnGreaterTag: true, includeUntilTagValue: true, noCopy: true,
     });
     const meta = dicomDict.meta as Record<string, { Value?: unknown[] }>;
     const dict = dicomDict.dict as Record<string, { Value?: unknown[] }>;
@@ -46,7 +67,13 @@ export function readIdentity(bytes: Uint8Array): InstanceIdentity | null {
       sopClassUid: valueOf(dict, '00080016') ?? valueOf(meta, '00020002'),
       sopInstanceUid: valueOf(dict, '00080018') ?? valueOf(meta, '00020003'),
       studyInstanceUid: valueOf(dict, '0020000D'),
+      seriesInstanceUid: valueOf(dict, '0020000E'),
       transferSyntaxUid: valueOf(meta, '00020010'),
+      rows: num(dict, '00280010'),
+      columns: num(dict, '00280011'),
+      frames: num(dict, '00280008'),
+      samplesPerPixel: num(dict, '00280002'),
+      bitsAllocated: num(dict, '00280100'),
     };
   } catch {
     return {};

@@ -8,17 +8,18 @@ import { hashUid } from '../dicom/hash';
 import { observeRecord } from '../metrics';
 import { applyStudyRule, worstVerdict } from '../policy';
 import { FAILURE_REASONS, type FailureCause } from './failure-reasons';
-import { readIdentityFrom, type InstanceIdentity } from './identity';
+import { decodedBytesEstimate, readIdentityFrom, type InstanceIdentity } from './identity';
 import { ingestMultipart, parseMediaType, type IngestedPart } from './multipart';
 import type { StoredPart } from './spool';
 import type { AppContext } from './context';
+import { publicBaseUrl } from './urls';
 
 /**
  * STOW-RS interception (PS3.18 §10.5): ingest → identify → scan (bounded) → study rule → forward the accepted
  * parts' original bytes in one upstream STOW-RS request → PS3.18 response (200 / 202 / 409).
  */
 
-interface PartOutcome {
+export interface PartOutcome {
   index: number;
   stored: StoredPart;
   identity: InstanceIdentity | null;
@@ -29,6 +30,8 @@ interface PartOutcome {
   /** For a stored instance: the upstream failure reason when it refused it. */
   upstreamFailure?: number;
   stored_ok?: boolean;
+  /** The part's own headers (lower-cased names), kept for WADO-RS re-emission. */
+  partHeaders?: Record<string, string>;
 }
 
 const HEAD_BYTES = 64 * 1024;
@@ -164,7 +167,7 @@ export async function handleStow(ctx: AppContext, req: Request, res: Response, s
         log.error({ event: 'upstream_unavailable', status, upstreamStatus: forwarded.upstreamStatus, instances: outcomes.length }, forwarded.message);
         for (const o of outcomes) metrics.instances.inc({ verdict: o.verdict });
         res.status(status).set({ 'Content-Type': 'application/dicom+json', ...(forwarded.retryAfter ? { 'Retry-After': forwarded.retryAfter } : {}) });
-        res.end(JSON.stringify(buildBody(outcomes.map((o) => ({ ...o, stored_ok: false, upstreamFailure: FAILURE_REASONS.upstream_failed.code, cause: o.cause ?? 'upstream_failed' })), forwarded.message)));
+        res.end(JSON.stringify(buildBody(outcomes.map((o) => ({ ...o, stored_ok: false, upstreamFailure: FAILURE_REASONS.upstream_failed.code, cause: o.cause ?? 'upstream_failed' })), publicBaseUrl(ctx, req), forwarded.message)));
         return;
       }
       upstreamStatus = forwarded.status;
@@ -198,7 +201,7 @@ export async function handleStow(ctx: AppContext, req: Request, res: Response, s
     const warnings = warningHeaders(outcomes);
     if (warnings.length) res.setHeader('Warning', warnings);
     res.status(status).setHeader('Content-Type', 'application/dicom+json');
-    res.end(JSON.stringify(buildBody(outcomes)));
+    res.end(JSON.stringify(buildBody(outcomes, publicBaseUrl(ctx, req))));
     log.info({ event: 'stow', status, upstreamStatus, instances: outcomes.length, stored: storedCount, flagged: flagged.length,
       blocked: outcomes.filter((o) => o.verdict === 'block').length, studies: byStudy.size, bytes: bodyBytes,
       ms: Math.round(performance.now() - t0) }, 'STOW-RS answered');
@@ -214,14 +217,14 @@ export async function handleStow(ctx: AppContext, req: Request, res: Response, s
   }
 }
 
-function detectorLabel(reasons: string[]): string {
+export function detectorLabel(reasons: string[]): string {
   const first = reasons.find((r) => /^[a-z0-9_+]+:p=/.test(r));
   return first ? first.slice(0, first.indexOf(':')) : reasons.some((r) => r.startsWith('error:')) ? 'error_policy' : 'other';
 }
 
-async function processPart(ctx: AppContext, part: IngestedPart, studyFromUrl: string | undefined): Promise<PartOutcome> {
+export async function processPart(ctx: AppContext, part: IngestedPart, studyFromUrl: string | undefined): Promise<PartOutcome> {
   const { stored, index } = part;
-  const base = { index, stored, identity: null as InstanceIdentity | null };
+  const base = { index, stored, identity: null as InstanceIdentity | null, partHeaders: part.headers };
   if (stored.oversized) return { ...base, verdict: 'block', cause: 'too_large', reasons: ['too_large'] };
   const partType = parseMediaType(part.headers['content-type'])?.mediaType;
   if (partType && partType !== 'application/dicom') return { ...base, verdict: 'block', cause: 'not_dicom', reasons: [`part_content_type:${partType}`] };
@@ -240,7 +243,8 @@ async function processPart(ctx: AppContext, part: IngestedPart, studyFromUrl: st
   metrics.activeScans.inc();
   try {
     try {
-      release = await scans.acquire(config.limits.scanTimeoutMs);
+      // weighted by what the scan will hold: the part's bytes plus its decoded pixels (limits.scanMemoryBytes)
+      release = await scans.acquire(config.limits.scanTimeoutMs, stored.size + decodedBytesEstimate(identity, stored.size));
     } catch {
       const record: VerdictRecord = { partIndex: index, status: 'error', error: { code: 'GATEWAY_SATURATED', message: 'The scan waited longer than limits.scanTimeoutMs.' }, timings: {} };
       const verdict = policy.onError.timeout;
@@ -345,11 +349,11 @@ async function forward(ctx: AppContext, req: Request, accepted: PartOutcome[]): 
   return { kind: 'answered', status: res.statusCode };
 }
 
-function sanitizeHeader(s: string): string {
+export function sanitizeHeader(s: string): string {
   return s.replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
 }
 
-function readable(o: PartOutcome): string {
+export function readable(o: PartOutcome): string {
   if (o.verdict === 'flag') return `flagged (forwarded): ${o.reasons.join('; ')}`;
   if (o.cause) {
     const base = FAILURE_REASONS[o.cause].text;
@@ -362,8 +366,9 @@ type Json = Record<string, unknown>;
 const ui = (v: string | undefined): Json => (v ? { vr: 'UI', Value: [v] } : { vr: 'UI' });
 
 /** The PS3.18 STOW-RS response dataset (application/dicom+json), with Warden's readable reason privately tagged. */
-function buildBody(outcomes: PartOutcome[], note?: string): Json {
+function buildBody(outcomes: PartOutcome[], publicBase: string, note?: string): Json {
   const referenced: Json[] = [];
+  const enc = encodeURIComponent;
   const failedItems: Json[] = [];
   for (const o of outcomes) {
     const item: Json = {
@@ -374,6 +379,10 @@ function buildBody(outcomes: PartOutcome[], note?: string): Json {
       '00091002': { vr: 'LT', Value: [note && !o.stored_ok ? `${note} ${readable(o)}`.trim() : readable(o)] },
       '00091003': { vr: 'UL', Value: [o.index + 1] },
     };
+    const id = o.identity;
+    if (o.stored_ok && id?.studyInstanceUid && id.seriesInstanceUid && id.sopInstanceUid) {
+      item['00081190'] = { vr: 'UR', Value: [`${publicBase}/studies/${enc(id.studyInstanceUid)}/series/${enc(id.seriesInstanceUid)}/instances/${enc(id.sopInstanceUid)}`] };
+    }
     if (o.stored_ok) referenced.push(item);
     else {
       const reason = o.cause === 'upstream_failed' ? (o.upstreamFailure ?? FAILURE_REASONS.upstream_failed.code) : FAILURE_REASONS[o.cause ?? 'upstream_failed'].code;
@@ -381,6 +390,10 @@ function buildBody(outcomes: PartOutcome[], note?: string): Json {
     }
   }
   const body: Json = {};
+  // Retrieve URL (0008,1190) of the study, at Warden (never the upstream's address), when one study was stored
+  const storedStudies = new Set(outcomes.filter((o) => o.stored_ok).map((o) => o.identity?.studyInstanceUid));
+  const [onlyStudy] = storedStudies;
+  if (storedStudies.size === 1 && onlyStudy) body['00081190'] = { vr: 'UR', Value: [`${publicBase}/studies/${enc(onlyStudy)}`] };
   if (referenced.length) body['00081199'] = { vr: 'SQ', Value: referenced };
   if (failedItems.length) body['00081198'] = { vr: 'SQ', Value: failedItems };
   return body;

@@ -86,6 +86,15 @@ describe('STOW-RS through Warden', () => {
     expect(failedItems(res.json).map((f) => f.uid)).toEqual([uidOf(files[1])]);
     expect(await orthancInstanceId(orthanc.url, uidOf(files[1]))).toBeNull();
     expect(await orthancInstanceId(orthanc.url, uidOf(files[0]))).not.toBeNull();
+    // Retrieve URLs point at Warden (derived from the request's Host + basePath), never at Orthanc
+    const id0 = readIdentity(files[0])!;
+    expect(res.json['00081190'].Value[0]).toBe(`${base()}/studies/${id0.studyInstanceUid}`);
+    const item = res.json['00081199'].Value.find((it: any) => it['00081155'].Value[0] === id0.sopInstanceUid);
+    expect(item['00081190'].Value[0]).toBe(`${base()}/studies/${id0.studyInstanceUid}/series/${id0.seriesInstanceUid}/instances/${id0.sopInstanceUid}`);
+    expect(res.text).not.toContain(orthanc.url);
+    const retrieved = await fetch(item['00081190'].Value[0], { headers: { accept: 'multipart/related; type="application/dicom"; transfer-syntax=*' } });
+    expect(retrieved.status).toBe(200);
+    expect(multipartParts(Buffer.from(await retrieved.arrayBuffer()), retrieved.headers.get('content-type')!).map(sha256)).toEqual([sha256(files[0])]);
   });
 
   it('forwards flagged instances, marked in the response, the log and the metrics', async () => {
@@ -161,7 +170,28 @@ describe('QIDO-RS and WADO-RS pass-through', () => {
       const via = await get(`${base()}${q}`, 'application/dicom+json');
       const direct = await get(`${orthanc.dicomWeb}${q}`, 'application/dicom+json');
       expect({ q, status: via.status, type: via.type }).toEqual({ q, status: direct.status, type: direct.type });
-      expect(via.body.equals(direct.body)).toBe(true);
+      // the same results, with Retrieve URLs (0008,1190) pointing at Warden instead of Orthanc
+      const directText = direct.body.toString('utf8');
+      if (directText.trim()) expect(JSON.parse(via.body.toString('utf8'))).toEqual(JSON.parse(directText.split(`${orthanc.dicomWeb}/`).join(`${base()}/`)));
+      else expect(via.body.length).toBe(0);
+      expect(via.body.toString('utf8')).not.toContain(orthanc.url);
+    }
+  });
+
+  it('rewrites QIDO-RS Retrieve URLs to server.publicBaseUrl when configured', async () => {
+    const config = validateConfig({ upstream: { url: orthanc.dicomWeb }, server: { port: 0, host: '127.0.0.1', publicBaseUrl: 'https://warden.example.org/dicom-web' } });
+    const pub = await startServer(config, { scanner: new FakeScanner(), logger: createLogger('silent') });
+    try {
+      const res = await get(`${pub.url}/dicom-web/studies`, 'application/dicom+json');
+      const studies = JSON.parse(res.body.toString('utf8'));
+      expect(studies.length).toBeGreaterThan(0);
+      for (const s of studies) expect(s['00081190'].Value[0]).toBe(`https://warden.example.org/dicom-web/studies/${s['0020000D'].Value[0]}`);
+      const f = read(`${__dirname}/../../../shared/corpus/dicom/pydicom/dicomdirtests/98892003/MR2/4981`);
+      const id = readIdentity(f)!;
+      const stowed = await stow(`${pub.url}/dicom-web/studies`, [f]);
+      expect(stowed.json['00081190'].Value[0]).toBe(`https://warden.example.org/dicom-web/studies/${id.studyInstanceUid}`);
+    } finally {
+      await pub.close();
     }
   });
 

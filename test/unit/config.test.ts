@@ -53,7 +53,9 @@ describe('configuration', () => {
     expect(cfg.server.port).toBe(9999);
     expect(cfg.upstream.url).toBe('http://b:2/dw');
     expect(cfg.policy.studyRule).toBe('study');
-    expect(messageOf(() => loadConfig(f, { WARDEN_WADO_SCAN: 'true' }))).toMatch(/wado\.scan/);
+    expect(loadConfig(f, { WARDEN_WADO_SCAN: 'true' }).wado.scan).toBe(true);
+    expect(messageOf(() => loadConfig(f, { WARDEN_WADO_SCAN: 'yes' }))).toMatch(/WARDEN_WADO_SCAN \(→ wado\.scan\): expected true or false/);
+    expect(messageOf(() => validateConfig({ upstream: { url: 'http://x' }, wado: { partialStatus: 207 } }))).toMatch(/wado\.partialStatus: expected 206 or 200/);
     expect(messageOf(() => loadConfig(f, { WARDEN_PORT: 'eighty' }))).toMatch(/WARDEN_PORT \(→ server\.port\): expected an integer/);
     expect(Object.keys(ENV_OVERRIDES)).toEqual(expect.arrayContaining(['WARDEN_UPSTREAM_URL', 'WARDEN_PORT']));
   });

@@ -147,3 +147,117 @@ describe('gateway (in-process upstream)', () => {
     });
   });
 });
+
+describe('Semaphore with a weight budget (limits.scanMemoryBytes)', () => {
+  // imported here so the block stays self-contained
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { Semaphore } = require('../../src/proxy/semaphore') as typeof import('../../src/proxy/semaphore');
+
+  it('admits by count and weight, FIFO, and always lets one oversized holder run alone', async () => {
+    const s = new Semaphore(2, 10);
+    const order: string[] = [];
+    const a = await s.acquire(undefined, 6);
+    const pb = s.acquire(undefined, 6).then((r) => { order.push('b'); return r; }); // 6 + 6 > 10: waits
+    const pc = s.acquire(undefined, 1).then((r) => { order.push('c'); return r; }); // fits, but FIFO behind b
+    await new Promise((r) => setImmediate(r));
+    expect(order).toEqual([]);
+    expect(s.waiting).toBe(2);
+    a();
+    const b = await pb;
+    const c = await pc;
+    expect(order).toEqual(['b', 'c']);
+    expect(s.weight).toBe(7);
+    b(); c();
+    const big = await s.acquire(undefined, 50); // larger than the budget: runs when nothing else does
+    expect(s.active).toBe(1);
+    await expect(s.acquire(20, 1)).rejects.toThrow('timeout');
+    big();
+    expect(s.weight).toBe(0);
+  });
+
+  it('lets lighter waiters through when a heavy head times out', async () => {
+    const s = new Semaphore(4, 10);
+    const a = await s.acquire(undefined, 8);
+    const heavy = s.acquire(20, 8);
+    const light = s.acquire(undefined, 1);
+    await expect(heavy).rejects.toThrow('timeout');
+    const l = await light;
+    l(); a();
+  });
+});
+
+describe('Retrieve URL rewriting and route matching', () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { rewriteRetrieveUrls, isQidoPath } = require('../../src/proxy/urls') as typeof import('../../src/proxy/urls');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { matchRetrieve } = require('../../src/proxy/wado') as typeof import('../../src/proxy/wado');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { decodedBytesEstimate } = require('../../src/proxy/identity') as typeof import('../../src/proxy/identity');
+
+  it('rewrites 0008,1190 under the upstream base path only, nested sequences included', () => {
+    const json = [
+      { '00081190': { vr: 'UR', Value: ['http://10.0.0.5:8042/dicom-web/studies/1.2?x=1'] }, '0020000D': { vr: 'UI', Value: ['1.2'] } },
+      { '00081190': { vr: 'UR', Value: ['http://elsewhere/other/studies/1.3'] } },
+      { '00081199': { vr: 'SQ', Value: [{ '00081190': { vr: 'UR', Value: ['http://orthanc/dicom-web/studies/1/series/2/instances/3'] } }] } },
+    ];
+    expect(rewriteRetrieveUrls(json, '/dicom-web', 'https://w.example/dw')).toBe(2);
+    expect(json[0]['00081190']!.Value[0]).toBe('https://w.example/dw/studies/1.2?x=1');
+    expect(json[1]['00081190']!.Value[0]).toBe('http://elsewhere/other/studies/1.3');
+    expect((json[2] as any)['00081199'].Value[0]['00081190'].Value[0]).toBe('https://w.example/dw/studies/1/series/2/instances/3');
+    expect(json[0]['0020000D']!.Value[0]).toBe('1.2');
+  });
+
+  it('tells QIDO searches from retrieves', () => {
+    for (const p of ['/studies', '/studies?limit=1', '/series', '/instances?Modality=CR', '/studies/1.2/series', '/studies/1.2/series/3/instances', '/studies/1.2/instances']) expect([p, isQidoPath(p)]).toEqual([p, true]);
+    for (const p of ['/studies/1.2', '/studies/1.2/metadata', '/studies/1.2/series/3', '/studies/1/series/2/instances/3/frames/1']) expect([p, isQidoPath(p)]).toEqual([p, false]);
+    expect(matchRetrieve('/studies/1.2')).toEqual({ study: '1.2', series: undefined, instance: undefined });
+    expect(matchRetrieve('/studies/1.2/series/3/instances/4?x=y')).toEqual({ study: '1.2', series: '3', instance: '4' });
+    for (const p of ['/studies/1.2/metadata', '/studies/1.2/rendered', '/studies/1/series/2/instances/3/frames/1', '/studies/1/series/2/thumbnail', '/studies', '/studies/1/bulkdata/x']) expect([p, matchRetrieve(p)]).toEqual([p, null]);
+  });
+
+  it('estimates a scan\'s decoded pixels from the header, else the part size', () => {
+    expect(decodedBytesEstimate({ rows: 2048, columns: 2048, samplesPerPixel: 1 }, 8 << 20)).toBe(16 << 20);
+    expect(decodedBytesEstimate({ rows: 512, columns: 512, frames: 10, samplesPerPixel: 3 }, 1)).toBe(512 * 512 * 30 * 4);
+    expect(decodedBytesEstimate(null, 1234)).toBe(1234);
+    const id = readIdentity(files[0])!;
+    expect(id.rows).toBeGreaterThan(0);
+    expect(id.seriesInstanceUid).toMatch(/^[0-9.]+$/);
+  });
+});
+
+describe('WADO-RS retrieve scanning (in-process upstream)', () => {
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const http = require('node:http') as typeof import('node:http');
+  const zlib = require('node:zlib') as typeof import('node:zlib');
+  /* eslint-enable @typescript-eslint/no-require-imports */
+
+  it('decodes a gzip upstream body, withholds the blocked part and another study\'s, keeps part order and bytes', async () => {
+    const { body, contentType } = multipartBody(files);
+    const gz = zlib.gzipSync(body);
+    const seenEncodings: string[] = [];
+    const upstream = http.createServer((req, res) => {
+      seenEncodings.push(String(req.headers['accept-encoding']));
+      res.writeHead(200, { 'content-type': contentType, 'content-encoding': 'gzip', 'content-length': String(gz.length) }).end(gz);
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    const port = (upstream.address() as import('node:net').AddressInfo).port;
+    const scanner = new FakeScanner({ [uid(files[1])]: 'block' });
+    const w = await startServer(validateConfig({ upstream: { url: `http://127.0.0.1:${port}/dicom-web` }, server: { port: 0, host: '127.0.0.1' }, wado: { scan: true, partialStatus: 200 }, limits: { memoryPartBytes: 1024 } }), { scanner, logger: createLogger('silent') });
+    try {
+      const res = await fetch(`${w.url}/dicom-web/studies/${readIdentity(files[0])!.studyInstanceUid}`, { headers: { accept: 'multipart/related; type="application/dicom"' } });
+      const got = Buffer.from(await res.arrayBuffer());
+      expect(res.status).toBe(200); // wado.partialStatus: 200 (CP-2418 clients)
+      // files[1] blocked by the scanner; files[3] belongs to another study than the one retrieved
+      expect(res.headers.get('x-warden-withheld')).toBe('2');
+      expect(res.headers.get('warning')).toMatch(/2 of 4 instances withheld/);
+      expect(res.headers.get('warning')).toMatch(/StudyInstanceUID of the instance differs/);
+      const { multipartParts } = await import('../helpers/orthanc-client');
+      expect(multipartParts(got, res.headers.get('content-type')!).map(sha256)).toEqual([files[0], files[2]].map(sha256));
+      expect(seenEncodings).toEqual(['identity']);
+    } finally {
+      await w.close();
+      upstream.closeAllConnections();
+      await new Promise<void>((r) => upstream.close(() => r()));
+    }
+  });
+});
