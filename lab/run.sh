@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Warden lab entry point.  usage: lab/run.sh all | splits | train | export | attacks | dicom | fixtures | resnet50
+# Each step skips if its output exists (FORCE=1 to redo). Uses Debian's /usr/bin/python3 (not pyenv).
+set -euo pipefail
+LAB="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(dirname "$LAB")"
+PY=/usr/bin/python3
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"   # much faster than spinning when the 2 cores are shared
+export PYTHONDONTWRITEBYTECODE=1
+cd "$LAB"
+
+ensure_deps() {
+  if ! "$PY" -c 'import torch, numpy, sklearn, scipy, PIL, pydicom, onnx' 2>/dev/null; then
+    echo "[run.sh] installing Debian Python packages"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq || true
+    $SUDO apt-get install -y python3-torch python3-numpy python3-sklearn python3-scipy python3-pil python3-pydicom python3-onnx
+  fi
+  if [ ! -d "$REPO/node_modules/onnxruntime-node" ]; then
+    echo "[run.sh] onnxruntime-node missing: run 'npm ci' in $REPO first" >&2; exit 1
+  fi
+  if [ ! -f "$REPO/../shared/datasets/kermany-chest-xray-224/labels.csv" ]; then
+    echo "[run.sh] dataset not found at ../shared/datasets/kermany-chest-xray-224" >&2; exit 1
+  fi
+}
+
+step() {  # step <name> <output that marks it done> <command...>
+  local name="$1" out="$2"; shift 2
+  if [ -e "$out" ] && [ "${FORCE:-0}" != 1 ]; then
+    echo "[run.sh] $name: $out exists, skipping (FORCE=1 to redo)"; return 0
+  fi
+  echo "[run.sh] === $name ==="
+  local t0=$SECONDS
+  "$@"
+  echo "[run.sh] $name done in $((SECONDS - t0)) s"
+}
+
+# Training is two/three phases (see README): phase 1 OneCycle 14-epoch schedule stopped after epoch 3 (contention),
+# phase 2 = 3 epochs warm start cosine 1e-3, phase 3 = 4 epochs warm start, stronger augmentation, cosine 5e-4.
+train() {
+  mkdir -p "$REPO/data"
+  [ -e "$REPO/data/phase1_epoch3.pt" ] && [ "${FORCE:-0}" != 1 ] || \
+    { LAB_EPOCHS=14 LAB_STOP_AFTER=3 LAB_CKPT="$REPO/data/phase1_epoch3.pt" "$PY" train.py; }
+  [ -e "$REPO/data/phase2_epoch6.pt" ] && [ "${FORCE:-0}" != 1 ] || \
+    { LAB_INIT="$REPO/data/phase1_epoch3.pt" LAB_EPOCHS=3 LAB_FT_LR=1e-3 LAB_CKPT="$REPO/data/phase2_epoch6.pt" "$PY" train.py; }
+  LAB_INIT="$REPO/data/phase2_epoch6.pt" LAB_EPOCHS=4 LAB_FT_LR=5e-4 LAB_AUG=strong "$PY" train.py
+}
+
+run_step() {
+  case "$1" in
+    splits)   step splits "$LAB/splits.csv" "$PY" splits.py ;;
+    train)    step train "$REPO/data/warden-cxr-ref.pt" train ;;
+    export)   step export "$REPO/models/warden-cxr-ref.onnx" env LAB_FOLD="${LAB_FOLD:-0}" "$PY" export.py ;;
+    attacks)  step attacks "$REPO/data/attacks/summary.json" "$PY" attacks.py ;;
+    dicom)    step dicom "$REPO/data/manifest.csv" "$PY" dicom.py ;;
+    fixtures) step fixtures "$REPO/test/fixtures/lab/manifest.csv" "$PY" fixtures.py ;;
+    resnet50) step resnet50 "$REPO/data/resnet50.onnx" "$PY" resnet50.py ;;
+    *) echo "unknown step $1" >&2; exit 2 ;;
+  esac
+}
+
+ensure_deps
+if [ "${1:-all}" = all ]; then
+  for s in splits train export attacks dicom fixtures; do run_step "$s"; done
+else
+  run_step "$1"
+fi
