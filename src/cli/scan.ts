@@ -49,9 +49,15 @@ function positiveInt(value: string | undefined, name: string): number | undefine
 }
 
 /** Files under the given paths, folders recursed, in a stable (sorted) order. */
+/**
+ * Files found while walking a folder that are certainly not DICOM (manifests, notes, sidecars). They are left
+ * out of folder walks so a study folder with a manifest.csv scans cleanly; a file named explicitly is always scanned.
+ */
+const NOT_DICOM_EXTENSIONS = new Set(['.csv', '.json', '.md', '.txt', '.yaml', '.yml', '.xml', '.html', '.png', '.jpg', '.jpeg', '.svg', '.log']);
+
 export async function collectFiles(paths: string[]): Promise<string[]> {
   const out: string[] = [];
-  const walk = async (p: string): Promise<void> => {
+  const walk = async (p: string, explicit: boolean): Promise<void> => {
     let st;
     try {
       st = await fsp.stat(p);
@@ -60,10 +66,13 @@ export async function collectFiles(paths: string[]): Promise<string[]> {
     }
     if (st.isDirectory()) {
       const entries = (await fsp.readdir(p)).sort();
-      for (const e of entries) await walk(path.join(p, e));
-    } else if (st.isFile()) out.push(p);
+      for (const e of entries) {
+        if (e.startsWith('.')) continue;
+        await walk(path.join(p, e), false);
+      }
+    } else if (st.isFile() && (explicit || !NOT_DICOM_EXTENSIONS.has(path.extname(p).toLowerCase()))) out.push(p);
   };
-  for (const p of paths) await walk(p);
+  for (const p of paths) await walk(p, true);
   return out;
 }
 
