@@ -1,7 +1,161 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { Command } from 'commander';
+import { SingleBar, Presets } from 'cli-progress';
+import { WardenError } from '../core/errors';
+import { ScanPipeline } from '../pipeline';
+import type { FeatureTable, LayerMatrix } from '../detectors/detector';
+import { listFiles, parseSourceSpec, readManifest, selectRows, type SourceSpec } from '../detectors/dataset';
+import { readFeatureDump, writeFeatureDump, type FeatureDump } from '../detectors/features-io';
+
+/**
+ * `warden features --manifest <csv[:splits]> --out <dir>`: runs every selected instance through
+ * ScanPipeline.extract (decode → preprocess → model, no detectors) and writes all feature layers as .npy plus
+ * meta.csv (see src/detectors/features-io.ts). The dump feeds `warden fit/eval` and the lab's Python.
+ */
+
+export interface ExtractOptions {
+  model?: string;
+  workers?: number;
+  threads?: number;
+  concurrency?: number;
+  label?: string;
+  quiet?: boolean;
+}
+
+export interface InputItem {
+  absPath: string;
+  meta: Record<string, string>;
+}
+
+/** Items of a manifest (optionally filtered by split values and kind) or a folder. */
+export function itemsOf(spec: SourceSpec, splitColumn: string, kind?: string): InputItem[] {
+  if (spec.kind === 'folder') return listFiles(spec.path).map((p) => ({ absPath: p, meta: { file: path.relative(process.cwd(), p), kind: 'clean' } }));
+  if (spec.kind !== 'manifest') throw new WardenError('USAGE', `Expected a manifest or a folder, got a ${spec.kind} (${spec.path}).`);
+  return selectRows(readManifest(spec.path), spec.values, splitColumn, kind).map(({ absPath, ...meta }) => ({ absPath, meta }));
+}
+
+/** Runs items through ScanPipeline.extract with a progress bar on stderr; failed instances are reported and left out. */
+export async function extractFeatures(pipeline: ScanPipeline, items: InputItem[], opts: ExtractOptions = {}): Promise<FeatureDump> {
+  const classes = pipeline.manifest.classes;
+  const names = pipeline.manifest.outputs.features;
+  const rows: { meta: Record<string, string>; logits: Float32Array; features: Record<string, Float32Array>; pred: number }[] = new Array(items.length);
+  const bar = opts.quiet ? undefined : new SingleBar({ format: `${opts.label ?? 'extract'} [{bar}] {value}/{total} | {duration_formatted} | eta {eta_formatted}`, stream: process.stderr, etaBuffer: 200, noTTYOutput: true, notTTYSchedule: 10000 }, Presets.shades_classic);
+  bar?.start(items.length, 0);
+  let errors = 0;
+  let next = 0;
+  const concurrency = Math.max(1, opts.concurrency ?? 4);
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      const it = items[i];
+      const bytes = await fs.promises.readFile(it.absPath);
+      const { record, output } = await pipeline.extract(bytes, { file: it.meta.file ?? it.absPath });
+      if (record.status !== 'scanned' || !output || !record.prediction) {
+        errors++;
+        process.stderr.write(`\n${it.absPath}: ${record.status}${record.error ? ` ${record.error.code}: ${record.error.message}` : record.skipReason ? ` (${record.skipReason})` : ''}\n`);
+      } else {
+        rows[i] = { meta: it.meta, logits: output.logits, features: output.features, pred: record.prediction.index };
+      }
+      bar?.increment();
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  bar?.stop();
+  const ok = rows.filter(Boolean);
+  const n = ok.length;
+  const layers: Record<string, LayerMatrix> = {};
+  for (const name of names) {
+    const dim = ok.length ? ok[0].features[name].length : 0;
+    const data = new Float32Array(n * dim);
+    ok.forEach((r, i) => data.set(r.features[name], i * dim));
+    layers[name] = { dim, data };
+  }
+  const logits = new Float32Array(n * classes.length);
+  ok.forEach((r, i) => logits.set(r.logits, i * classes.length));
+  const table: FeatureTable = { n, layers, predicted: Int32Array.from(ok, (r) => r.pred), numClasses: classes.length };
+  return {
+    header: {
+      format: 'warden-features', version: 1, createdAt: new Date().toISOString(), modelSha256: pipeline.modelSha256,
+      model: opts.model, classes, n, layers: Object.fromEntries(names.map((l) => [l, layers[l].dim])), errors,
+    },
+    table,
+    logits,
+    meta: ok.map((r) => r.meta),
+  };
+}
+
+/**
+ * Features for a source: read from a dump (filtered by split values / kind), or extracted through the pipeline.
+ * `pipeline` is created lazily by the caller-provided factory only when extraction is needed.
+ */
+export async function featuresFor(spec: SourceSpec, splitColumn: string, kind: string | undefined, getPipeline: () => Promise<ScanPipeline>, opts: ExtractOptions): Promise<FeatureDump> {
+  if (spec.kind === 'features') return filterDump(readFeatureDump(spec.path), spec.values, splitColumn, kind);
+  const items = itemsOf(spec, splitColumn, kind);
+  if (items.length === 0) throw new WardenError('USAGE', `No instances selected from ${spec.path}${spec.values.length ? ` (${splitColumn} in ${spec.values.join(',')})` : ''}${kind ? ` with kind=${kind}` : ''}.`);
+  return extractFeatures(await getPipeline(), items, opts);
+}
+
+export function filterDump(d: FeatureDump, values: string[], splitColumn: string, kind?: string): FeatureDump {
+  const idx: number[] = [];
+  d.meta.forEach((m, i) => {
+    if ((values.length === 0 || values.includes(m[splitColumn] ?? '')) && (kind === undefined || (m.kind ?? 'clean') === kind)) idx.push(i);
+  });
+  return selectDump(d, idx);
+}
+
+/** Rows `idx` of a dump (copies; the same dump when idx is everything). */
+export function selectDump(d: FeatureDump, idx: number[]): FeatureDump {
+  if (idx.length === d.table.n) return d;
+  const layers: Record<string, LayerMatrix> = {};
+  for (const [name, m] of Object.entries(d.table.layers)) {
+    const data = new Float32Array(idx.length * m.dim);
+    idx.forEach((r, i) => data.set(m.data.subarray(r * m.dim, (r + 1) * m.dim), i * m.dim));
+    layers[name] = { dim: m.dim, data };
+  }
+  const C = d.header.classes.length;
+  const logits = new Float32Array(idx.length * C);
+  idx.forEach((r, i) => logits.set(d.logits.subarray(r * C, (r + 1) * C), i * C));
+  return {
+    header: { ...d.header, n: idx.length },
+    table: { n: idx.length, layers, predicted: Int32Array.from(idx, (r) => d.table.predicted[r]), numClasses: d.table.numClasses },
+    logits,
+    meta: idx.map((r) => d.meta[r]),
+  };
+}
+
+interface FeaturesCliOptions {
+  manifest: string;
+  out: string;
+  model?: string;
+  splitColumn: string;
+  kind?: string;
+  workers: string;
+  threads?: string;
+}
 
 export function register(program: Command): void {
-  program.command('features').description('(not yet implemented)').action(() => {
-    throw new Error('warden features is not implemented yet');
-  });
+  program
+    .command('features')
+    .description('Dump every feature layer of a manifest (or folder) through the scan pipeline, for the lab and for fit/eval')
+    .requiredOption('--manifest <csv|folder>', "lab manifest.csv (optionally ':split1,split2') or a folder of DICOM files")
+    .requiredOption('--out <dir>', 'output folder: features.json, <layer>.npy, logits.npy, meta.csv')
+    .option('--model <file>', 'ONNX model (default: the embedded reference model)')
+    .option('--split-column <name>', 'manifest column the :values select on', 'split')
+    .option('--kind <kind>', 'only rows of this kind (clean | adversarial | benign)')
+    .option('--workers <n>', 'inference worker threads', '1')
+    .option('--threads <n>', 'ONNX Runtime threads per worker (1: more threads spin badly on a loaded machine)', '1')
+    .action(async (opts: FeaturesCliOptions) => {
+      const spec = parseSourceSpec(opts.manifest);
+      const pipeline = await ScanPipeline.create({ modelPath: opts.model, bundlePath: null, workers: Number(opts.workers), threadsPerWorker: opts.threads ? Number(opts.threads) : undefined, timeoutMs: 0, maxQueue: 1024 });
+      try {
+        const dump = await featuresFor(spec, opts.splitColumn, opts.kind, async () => pipeline, { model: opts.model, label: 'features' });
+        dump.header.source = opts.manifest;
+        writeFeatureDump(opts.out, dump);
+        process.stderr.write(`wrote ${dump.table.n} instances (${Object.keys(dump.table.layers).length} layers, ${dump.header.errors ?? 0} failed) to ${opts.out}\n`);
+        if (dump.header.errors) process.exitCode = 1;
+      } finally {
+        await pipeline.close();
+      }
+    });
 }
