@@ -61,24 +61,40 @@ wait_http "http://127.0.0.1:$WPORT/readyz" 120 warden "$WARDEN_PID"
 echo "[demo] warden pid $WARDEN_PID on http://127.0.0.1:$WPORT (upstream Orthanc)" >&2
 URL="http://127.0.0.1:$WPORT/dicom-web"
 
-# 3. The fixture studies: the first clean and the first adversarial study of test/fixtures/lab/manifest.csv.
+# 3. The committed fixture studies: clean test studies, successful adversarial studies (every attack and ε),
+#    and benign shifts, each group sent through Warden with `warden send`; one line per instance, then a table.
 MANIFEST=test/fixtures/lab/manifest.csv
-pick() {  # pick KIND → file paths of the first study of that kind, one per line
+group_files() {  # group_files FILTER → file paths of the manifest rows matching the filter, one per line
   node -e '
-    const fs=require("fs"),path=require("path");const [m,kind]=process.argv.slice(1);
+    const fs=require("fs"),path=require("path");const [m,filter]=process.argv.slice(1);
     const [h,...ls]=fs.readFileSync(m,"utf8").trim().split(/\r?\n/);const c=h.split(",");
-    const rows=ls.map(l=>{const v=l.split(",");return Object.fromEntries(c.map((k,i)=>[k,v[i]]))}).filter(r=>r.kind===kind);
-    if(!rows.length)process.exit(0);const s=rows[0].study_uid;
-    for(const r of rows.filter(r=>r.study_uid===s))console.log(path.resolve(path.dirname(m),r.file));' "$MANIFEST" "$1"
+    const rows=ls.map(l=>{const v=l.split(",");return Object.fromEntries(c.map((k,i)=>[k,v[i]]))});
+    const keep={clean:r=>r.kind==="clean"&&r.split==="test",adversarial:r=>r.kind==="adversarial"&&r.success==="1",benign:r=>r.kind==="benign"}[filter];
+    for(const r of rows.filter(keep))console.log(path.resolve(path.dirname(m),r.file));' "$MANIFEST" "$1"
 }
 if [ -f "$MANIFEST" ]; then
-  for kind in clean adversarial; do
-    mapfile -t FILES < <(pick "$kind")
-    [ "${#FILES[@]}" -gt 0 ] || { echo "[demo] no $kind study in $MANIFEST" >&2; continue; }
+  : > "$WORK/outcomes.jsonl"
+  for group in clean adversarial benign; do
+    mapfile -t FILES < <(group_files "$group")
+    [ "${#FILES[@]}" -gt 0 ] || { echo "[demo] no $group rows in $MANIFEST" >&2; continue; }
     echo
-    echo "=== $kind study (${#FILES[@]} instances) → warden → Orthanc ==="
-    timeout 300 node bin/warden.js send --url "$URL" "${FILES[@]}" | sed "s#$ROOT/##"
+    echo "=== $group: ${#FILES[@]} instances → warden → Orthanc ==="
+    timeout 300 node bin/warden.js send --json --url "$URL" "${FILES[@]}" | tee -a "$WORK/outcomes.jsonl" | node -e '
+      const root=process.argv[1];let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{
+      for(const l of s.trim().split("\n").filter(Boolean)){const o=JSON.parse(l);
+        console.log(`${(o.outcome==="failed"?"BLOCKED":o.outcome.toUpperCase()).padEnd(8)} ${String(o.httpStatus).padEnd(4)} ${o.file.replace(root+"/","")}${o.reason&&o.outcome!=="stored"?"  — "+o.reason:""}`)}})' "$ROOT"
   done
+  echo
+  echo "=== verdicts by group (fixture manifest × Warden's answers) ==="
+  node -e '
+    const fs=require("fs"),path=require("path");const [m,out]=process.argv.slice(1);
+    const [h,...ls]=fs.readFileSync(m,"utf8").trim().split(/\r?\n/);const c=h.split(",");
+    const byFile=new Map(ls.map(l=>{const v=l.split(",");const r=Object.fromEntries(c.map((k,i)=>[k,v[i]]));return [path.resolve(path.dirname(m),r.file),r]}));
+    const t={};for(const l of fs.readFileSync(out,"utf8").trim().split("\n").filter(Boolean)){const o=JSON.parse(l);const r=byFile.get(path.resolve(o.file));if(!r)continue;
+      const g=r.kind==="clean"?"clean (test)":r.kind+" "+r.attack+(r.eps?" ε="+r.eps:"");t[g]=t[g]||{stored:0,flagged:0,blocked:0};
+      t[g][o.outcome==="failed"?"blocked":o.outcome==="flagged"?"flagged":"stored"]++}
+    console.log("group".padEnd(34)+"stored  flagged  blocked");
+    for(const [g,v] of Object.entries(t))console.log(g.padEnd(34)+String(v.stored).padStart(6)+String(v.flagged).padStart(9)+String(v.blocked).padStart(9));' "$MANIFEST" "$WORK/outcomes.jsonl"
 else
   echo "[demo] $MANIFEST not found: sending two shared-corpus files instead" >&2
   timeout 120 node bin/warden.js send --url "$URL" ../shared/corpus/dicom/pydicom/MR_small.dcm ../shared/corpus/dicom/pydicom/MR_truncated.dcm
@@ -91,7 +107,8 @@ curl -fsS --max-time 10 "http://127.0.0.1:$OPORT/dicom-web/instances?includefiel
   let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const a=JSON.parse(s||"[]");
   const by={};for(const i of a){const st=i["0020000D"].Value[0];by[st]=(by[st]||0)+1}
   console.log(a.length+" instances in "+Object.keys(by).length+" studies");
-  for(const [st,n] of Object.entries(by))console.log("  study "+st+": "+n+" instances")})'
+  const e=Object.entries(by);for(const [st,n] of e.slice(0,5))console.log("  study "+st+": "+n+" instance(s)");
+  if(e.length>5)console.log("  … and "+(e.length-5)+" more studies")})'
 
 # 5. An excerpt of Warden's /metrics.
 echo
