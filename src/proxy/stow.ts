@@ -6,7 +6,7 @@ import type { Verdict, VerdictRecord } from '../core/types';
 import { WardenError, isWardenError, type ErrorCode } from '../core/errors';
 import { hashUid } from '../dicom/hash';
 import { observeRecord } from '../metrics';
-import { applyStudyRule, worstVerdict } from '../policy';
+import { applyStudyRule, worstVerdict, type Policy } from '../policy';
 import { FAILURE_REASONS, type FailureCause } from './failure-reasons';
 import { decodedBytesEstimate, readIdentityFrom, type InstanceIdentity } from './identity';
 import { ingestMultipart, parseMediaType, type IngestedPart } from './multipart';
@@ -137,23 +137,7 @@ export async function handleStow(ctx: AppContext, req: Request, res: Response, s
     }
     for (const o of outcomes) if (o.stored.spooled) metrics.spooledParts.inc();
 
-    // study rule, per study in the request
-    const byStudy = new Map<string, PartOutcome[]>();
-    for (const o of outcomes) {
-      const key = o.identity?.studyInstanceUid ?? '';
-      if (!byStudy.has(key)) byStudy.set(key, []);
-      byStudy.get(key)!.push(o);
-    }
-    for (const group of byStudy.values()) {
-      const ruled = applyStudyRule(group.map((o) => o.verdict), policy.studyRule);
-      group.forEach((o, i) => {
-        if (ruled[i] === 'block' && o.verdict !== 'block') {
-          o.verdict = 'block';
-          o.cause = 'blocked_by_study_rule';
-          o.reasons = [...o.reasons, 'study_rule'];
-        }
-      });
-    }
+    const byStudy = applyStudyRuleToParts(outcomes, policy.studyRule);
 
     const accepted = outcomes.filter((o) => o.verdict !== 'block');
     let upstreamStatus: number | null = null;
@@ -351,6 +335,30 @@ async function forward(ctx: AppContext, req: Request, accepted: PartOutcome[]): 
 
 export function sanitizeHeader(s: string): string {
   return s.replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
+}
+
+/**
+ * The study rule, applied per StudyInstanceUID among the parts of one request or retrieve (mutates the
+ * outcomes). Returns the parts grouped by study, for the per-study metrics.
+ */
+export function applyStudyRuleToParts(outcomes: PartOutcome[], rule: Policy['studyRule']): Map<string, PartOutcome[]> {
+  const byStudy = new Map<string, PartOutcome[]>();
+  for (const o of outcomes) {
+    const key = o.identity?.studyInstanceUid ?? '';
+    if (!byStudy.has(key)) byStudy.set(key, []);
+    byStudy.get(key)!.push(o);
+  }
+  for (const group of byStudy.values()) {
+    const ruled = applyStudyRule(group.map((o) => o.verdict), rule);
+    group.forEach((o, i) => {
+      if (ruled[i] === 'block' && o.verdict !== 'block') {
+        o.verdict = 'block';
+        o.cause = 'blocked_by_study_rule';
+        o.reasons = [...o.reasons, 'study_rule'];
+      }
+    });
+  }
+  return byStudy;
 }
 
 export function readable(o: PartOutcome): string {

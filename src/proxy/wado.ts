@@ -7,12 +7,12 @@ import { performance } from 'node:perf_hooks';
 import { WardenError, isWardenError } from '../core/errors';
 import { hashUid } from '../dicom/hash';
 import { observeRecord } from '../metrics';
-import { applyStudyRule, worstVerdict } from '../policy';
+import { worstVerdict } from '../policy';
 import type { AppContext } from './context';
 import { ingestMultipart, parseMediaType } from './multipart';
 import { handlePassThrough, forwardableRequestHeaders, copyResponseHeaders } from './passthrough';
 import type { StoredPart } from './spool';
-import { detectorLabel, processPart, readable, sanitizeHeader, sendError, type PartOutcome } from './stow';
+import { applyStudyRuleToParts, detectorLabel, processPart, readable, sanitizeHeader, sendError, type PartOutcome } from './stow';
 
 /**
  * WADO-RS retrieve scanning (wado.scan: true), for AI endpoints that pull studies through Warden.
@@ -138,23 +138,7 @@ export async function handleWadoScan(ctx: AppContext, req: Request, res: Respons
     const outcomes = (await Promise.all(processing)).sort((a, b) => a.index - b.index);
     if (abort.signal.aborted) return;
 
-    // study rule, per study in the response
-    const byStudy = new Map<string, PartOutcome[]>();
-    for (const o of outcomes) {
-      const key = o.identity?.studyInstanceUid ?? '';
-      if (!byStudy.has(key)) byStudy.set(key, []);
-      byStudy.get(key)!.push(o);
-    }
-    for (const group of byStudy.values()) {
-      const ruled = applyStudyRule(group.map((o) => o.verdict), policy.studyRule);
-      group.forEach((o, i) => {
-        if (ruled[i] === 'block' && o.verdict !== 'block') {
-          o.verdict = 'block';
-          o.cause = 'blocked_by_study_rule';
-          o.reasons = [...o.reasons, 'study_rule'];
-        }
-      });
-    }
+    const byStudy = applyStudyRuleToParts(outcomes, policy.studyRule);
 
     const kept = outcomes.filter((o) => o.verdict !== 'block');
     const withheld = outcomes.length - kept.length;
