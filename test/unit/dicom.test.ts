@@ -3,6 +3,7 @@ import { DEFAULT_DECODE_LIMITS, decodeInstance, hashUid, isSkipped } from '../..
 import { supportedTransferSyntaxes, getDecoder } from '../../src/dicom/registry';
 import { isWardenError } from '../../src/core/errors';
 import { outcomeOf, readCorpusFile } from '../conformance/corpus-helpers';
+import { mulberry32 } from '../../src/detectors/linalg';
 
 function setUS(bytes: Uint8Array, group: number, elem: number, value: number): Uint8Array {
   const out = bytes.slice();
@@ -17,17 +18,8 @@ function setUS(bytes: Uint8Array, group: number, elem: number, value: number): U
   throw new Error('element not found');
 }
 
-/** Small deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Small deterministic PRNG (mulberry32, shared with the detectors' subsampling). */
+const rng = mulberry32;
 
 describe('dicom public surface', () => {
   it('hashUid is sha256 hex, 16 chars, padding-insensitive', () => {
