@@ -42,10 +42,11 @@ export const ModelSchema = z.strictObject({
 export const PolicySchema = z.strictObject({
   applicability: z.strictObject({
     sopClassUids: stringList.default([]),
-    modalities: stringList.default([]),
+    // The embedded reference model reads chest radiographs: CR and DX by default; widen for other models.
+    modalities: stringList.default(['CR', 'DX']),
     bodyParts: stringList.default([]),
     photometric: stringList.default(['MONOCHROME1', 'MONOCHROME2']),
-  }).default({ sopClassUids: [], modalities: [], bodyParts: [], photometric: ['MONOCHROME1', 'MONOCHROME2'] }),
+  }).default({ sopClassUids: [], modalities: ['CR', 'DX'], bodyParts: [], photometric: ['MONOCHROME1', 'MONOCHROME2'] }),
   flagFpr: fpr.default(0.05),
   blockFpr: fpr.default(0.005),
   decideBy: stringList.min(1).default(['uad']),

@@ -65,6 +65,17 @@ describe('the gateway with the embedded model and bundle', () => {
     for (const uid of referencedUids(res.json)) expect(await orthancInstanceId(orthanc.url, uid)).not.toBeNull();
   });
 
+  it('forwards instances outside the embedded model\'s scope (an MR image) unscanned and byte-for-byte', async () => {
+    const file = fs.readFileSync(corpusFiles().find((f) => f.endsWith('pydicom/MR_small.dcm'))!);
+    const res = await stow(`${base()}/studies`, [file]);
+    expect(res.status).toBe(200);
+    const [uid] = referencedUids(res.json);
+    const id = await orthancInstanceId(orthanc.url, uid);
+    expect(sha256(await orthancFile(orthanc.url, id!))).toBe(sha256(file));
+    const text = await (await fetch(`${warden.url}/metrics`)).text();
+    expect(text).toMatch(/^warden_instances_unscanned_total\{reason="out_of_scope"\} [1-9]/m);
+  });
+
   it('counts all three verdicts in /metrics', async () => {
     const text = await (await fetch(`${warden.url}/metrics`)).text();
     for (const v of ['forward', 'flag', 'block']) expect(text).toMatch(new RegExp(`^warden_instances_total\\{verdict="${v}"\\} [1-9]`, 'm'));
