@@ -61,9 +61,20 @@ async function main(): Promise<void> {
     return;
   }
 
+  const running = new Set<Promise<void>>();
   port!.on('message', (msg: MainToWorker) => {
+    if (msg.type === 'close') {
+      // Terminating a thread while onnxruntime-node is inside a run aborts the whole process (Napi::Error), so
+      // the pool asks us to finish, release the session and end on our own.
+      void (async () => {
+        await Promise.allSettled([...running]);
+        try { await session.release(); } catch { /* the thread ends either way */ }
+        port!.close();
+      })();
+      return;
+    }
     if (msg.type !== 'run') return;
-    void (async () => {
+    const run = (async () => {
       try {
         const feeds = { [init.inputName]: new ort.Tensor('float32', msg.input, msg.shape) };
         const t0 = performance.now();
@@ -84,6 +95,8 @@ async function main(): Promise<void> {
         post({ type: 'error', id: msg.id, error: serialize('MODEL_INFERENCE_FAILED', `Inference failed: ${err instanceof Error ? err.message : String(err)}`) });
       }
     })();
+    running.add(run);
+    void run.finally(() => running.delete(run));
   });
 }
 

@@ -184,7 +184,7 @@ export class InferencePool {
     const err = new WardenError('MODEL_INFERENCE_FAILED', 'The inference pool was closed.');
     for (const t of this.#queue.splice(0)) this.#settle(t, undefined, err);
     for (const s of this.#slots) if (s.busy) this.#settle(s.busy, undefined, err);
-    await Promise.all(this.#slots.map((s) => s.worker.terminate()));
+    await Promise.all(this.#slots.map((s) => closeWorker(s.worker)));
     this.#slots = [];
   }
 
@@ -301,4 +301,26 @@ function startWorker(script: string, init: WorkerInit): Promise<Started> {
     worker.on('error', onError);
     worker.on('exit', onExit);
   });
+}
+
+/** How long a worker may take to finish its current run and release its session before it is terminated. */
+const CLOSE_GRACE_MS = 15000;
+
+/**
+ * Ends a worker without terminating it mid-run: worker.terminate() during an onnxruntime-node run aborts the
+ * process (measured: "terminate called after throwing an instance of 'Napi::Error'"). Terminates only after the grace.
+ */
+async function closeWorker(worker: Worker): Promise<void> {
+  if (worker.threadId < 0) return; // already exited
+  const exited = new Promise<boolean>((resolve) => worker.once('exit', () => resolve(true)));
+  try {
+    worker.postMessage({ type: 'close' } satisfies MainToWorker);
+  } catch {
+    // already gone
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const graceOver = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), CLOSE_GRACE_MS); });
+  const ended = await Promise.race([exited, graceOver]);
+  clearTimeout(timer);
+  if (!ended) await worker.terminate();
 }

@@ -12,7 +12,9 @@ export interface WorkerInit {
 }
 
 export type MainToWorker =
-  | { type: 'run'; id: number; input: Float32Array; shape: number[] };
+  | { type: 'run'; id: number; input: Float32Array; shape: number[] }
+  /** Finish the run in progress, release the session, let the thread end. */
+  | { type: 'close' };
 
 export type WorkerToMain =
   | { type: 'ready'; provider: string; inputNames: string[]; outputNames: string[]; fallbackFrom?: { providers: string[]; message: string } }

@@ -208,6 +208,8 @@ export class ScanPipeline {
     }
     timings.preprocess = round(performance.now() - t);
     if (decoded.numberOfFrames > 1) record.scannedFrame = input.frameIndex;
+    // The tensor is all inference needs: let the decoded frames (often the largest allocation) go now.
+    decoded.frames = [];
 
     // extract
     t = performance.now();

@@ -136,3 +136,13 @@ test('manifest names missing from the graph → MODEL_MANIFEST_INVALID at start'
   expect(err.code).toBe('MODEL_MANIFEST_INVALID');
   expect(err.message).toMatch(/nope/);
 });
+
+test('closing a pool during a slow inference lets the run finish instead of aborting the process', async () => {
+  // Before the graceful close, worker.terminate() mid-run aborted the whole process (Napi::Error).
+  const p = await InferencePool.create({ modelPath: slow, inputName: 'image', outputs: OUTPUTS, threadsPerWorker: 1, logger: captureLogger().logger });
+  const inflight = p.run(image(), SHAPE).then(() => 'resolved', (e: WardenError) => e.code);
+  await new Promise((r) => setTimeout(r, 20));
+  await p.close();
+  expect(await inflight).toBe('MODEL_INFERENCE_FAILED');
+  expect(p.queueDepth()).toBe(0);
+});
