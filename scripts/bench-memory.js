@@ -4,6 +4,8 @@
 // through `warden serve` (embedded model; upstream: an in-process loopback sink that discards the body) and
 // reports Warden's peak RSS (VmHWM, a fresh process per size) — goal ≤ 300 MB and flat in study size.
 // The client generates each synthetic instance on the fly, so the client holds one instance at a time.
+const fs = require('node:fs');
+const path = require('node:path');
 const os = require('node:os');
 const { request } = require('undici');
 const L = require('./bench-proxy.lib');
@@ -18,9 +20,13 @@ const EDGE = Number(process.env.BENCH_EDGE || 2048); // 2048² × 16-bit = 8 MiB
 async function runOne(targetMb, sink) {
   const perInstance = EDGE * EDGE * 2 + 1024;
   const count = Math.ceil((targetMb * 1024 * 1024) / perInstance);
-  const env = { WARDEN_LOG_LEVEL: 'error' };
-  if (MMAP_THRESHOLD) env.MALLOC_MMAP_THRESHOLD_ = MMAP_THRESHOLD;
-  if (ARENA_MAX) env.MALLOC_ARENA_MAX = ARENA_MAX;
+  // Empty values are passed as empty (glibc's defaults): unset ones would make `warden serve` re-exec itself
+  // with its own malloc tuning, and this script would then measure the wrapper process.
+  // blockFpr below the bundle's smallest reachable p-value: the synthetic instances are flagged and forwarded,
+  // so the forward path (upstream request built from the spooled original bytes) is measured too.
+  const configFile = path.join(os.tmpdir(), `warden-bench-memory-${process.pid}.yaml`);
+  fs.writeFileSync(configFile, 'policy:\n  flagFpr: 0.05\n  blockFpr: 0.0001\n');
+  const env = { WARDEN_LOG_LEVEL: 'error', WARDEN_CONFIG: configFile, MALLOC_MMAP_THRESHOLD_: MMAP_THRESHOLD, MALLOC_ARENA_MAX: ARENA_MAX };
   const warden = await L.startWarden(sink.url, env);
   try {
     const base = L.rssOf(warden.child.pid);
@@ -55,6 +61,7 @@ async function runOne(targetMb, sink) {
     return { targetMb, count, status: res.statusCode, stored, secs, forwardedMb: (sink.bytes - before) / 1048576, baseMb: base.rss / 1048576, peakMb: hwm / 1048576, quartersMb: quarters.map((q) => Math.round(q / 1048576)) };
   } finally {
     await warden.stop();
+    fs.rmSync(configFile, { force: true });
   }
 }
 
