@@ -104,14 +104,7 @@ export async function handleStow(ctx: AppContext, req: Request, res: Response, s
     try {
       const result = await ingestMultipart(req, {
         boundary: ct.params.boundary,
-        maxBodyBytes: config.limits.maxBodyBytes,
-        budget: ctx.budget,
-        spool: {
-          memoryPartBytes: config.limits.memoryPartBytes,
-          memoryBudgetBytes: ctx.budget.limit,
-          maxInstanceBytes: config.limits.maxInstanceBytes,
-          dir: ctx.spoolDir,
-        },
+        ...ingestLimits(ctx),
         onCreate: (s) => allStored.push(s),
         onPart: (part) => processing.push(processPart(ctx, part, studyFromUrl)),
       });
@@ -359,6 +352,16 @@ export function applyStudyRuleToParts(outcomes: PartOutcome[], rule: Policy['stu
     });
   }
   return byStudy;
+}
+
+/** Body limit, memory budget and spooling for one multipart stream (a STOW request or a scanned WADO retrieve). */
+export function ingestLimits(ctx: AppContext) {
+  const { limits } = ctx.config;
+  return {
+    maxBodyBytes: limits.maxBodyBytes,
+    budget: ctx.budget,
+    spool: { memoryPartBytes: limits.memoryPartBytes, memoryBudgetBytes: ctx.budget.limit, maxInstanceBytes: limits.maxInstanceBytes, dir: ctx.spoolDir },
+  };
 }
 
 export function readable(o: PartOutcome): string {

@@ -12,7 +12,7 @@ import type { AppContext } from './context';
 import { ingestMultipart, parseMediaType } from './multipart';
 import { handlePassThrough, forwardableRequestHeaders, copyResponseHeaders } from './passthrough';
 import type { StoredPart } from './spool';
-import { applyStudyRuleToParts, detectorLabel, processPart, readable, sanitizeHeader, sendError, type PartOutcome } from './stow';
+import { applyStudyRuleToParts, ingestLimits, detectorLabel, processPart, readable, sanitizeHeader, sendError, type PartOutcome } from './stow';
 
 /**
  * WADO-RS retrieve scanning (wado.scan: true), for AI endpoints that pull studies through Warden.
@@ -111,14 +111,7 @@ export async function handleWadoScan(ctx: AppContext, req: Request, res: Respons
     try {
       await ingestMultipart(source, {
         boundary: ct.params.boundary,
-        maxBodyBytes: config.limits.maxBodyBytes,
-        budget: ctx.budget,
-        spool: {
-          memoryPartBytes: config.limits.memoryPartBytes,
-          memoryBudgetBytes: ctx.budget.limit,
-          maxInstanceBytes: config.limits.maxInstanceBytes,
-          dir: ctx.spoolDir,
-        },
+        ...ingestLimits(ctx),
         onCreate: (s) => allStored.push(s),
         onPart: (part) => processing.push(processPart(ctx, part, target.study)),
       });
