@@ -65,6 +65,23 @@ async function startWarden(upstream, extraEnv = {}) {
   return { url, dicomWeb: `${url}/dicom-web`, child, logFile, async stop() { await stopChild(child); } };
 }
 
+/**
+ * A bare TCP relay in its own process (no HTTP parsing): what any Node proxy between the same two sockets
+ * costs on this machine, as a floor for the WADO-RS pass-through ratio.
+ */
+async function startTcpRelay(upstreamPort) {
+  const port = await freePort();
+  const code = `require('node:net').createServer((c) => { const u = require('node:net').connect(${Number(upstreamPort)}, '127.0.0.1');`
+    + ` c.pipe(u); u.pipe(c); c.on('error', () => u.destroy()); u.on('error', () => c.destroy()); }).listen(${port}, '127.0.0.1', () => console.log('ready'));`;
+  const child = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('TCP relay did not start in 10 s')), 10000);
+    child.stdout.once('data', () => { clearTimeout(t); resolve(); });
+    child.once('exit', () => { clearTimeout(t); reject(new Error('TCP relay exited during start-up')); });
+  });
+  return { url: `http://127.0.0.1:${port}`, async stop() { await stopChild(child); } };
+}
+
 /** Peak and current RSS of a process, from /proc (bytes). */
 function rssOf(pid) {
   const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -144,4 +161,4 @@ function appendPerformance(section) {
   fs.writeFileSync(file, text.replace(/\s*$/, '\n') + '\n' + section.trim() + '\n');
 }
 
-module.exports = { ROOT, freePort, waitHttp, stopChild, startOrthanc, startWarden, rssOf, uid, synthDicom, stowBody, startSink, median, appendPerformance };
+module.exports = { ROOT, freePort, waitHttp, stopChild, startOrthanc, startWarden, startTcpRelay, rssOf, uid, synthDicom, stowBody, startSink, median, appendPerformance };

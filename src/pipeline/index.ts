@@ -201,7 +201,7 @@ export class ScanPipeline {
     t = performance.now();
     let input: ModelInput & { frameIndex: number };
     try {
-      input = preprocess(decoded, this.manifest, { frame: this.#frame });
+      input = preprocess(decoded, this.manifest, { frame: this.#frame, consumeFrame: true });
     } catch (err) {
       timings.preprocess = round(performance.now() - t);
       return { record: fail(toWardenError(err, 'UNSUPPORTED_PIXEL_FORMAT', `Preprocessing failed: ${err instanceof Error ? err.message : String(err)}`)) };

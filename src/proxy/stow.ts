@@ -120,8 +120,11 @@ export async function handleStow(ctx: AppContext, req: Request, res: Response, s
       return;
     }
     metrics.stowBytes.inc(bodyBytes);
-    metrics.stageDuration.observe({ stage: 'ingest' }, (performance.now() - t0) / 1000);
+    const tIngested = performance.now();
+    metrics.stageDuration.observe({ stage: 'ingest' }, (tIngested - t0) / 1000);
     const outcomes = (await Promise.all(processing)).sort((a, b) => a.index - b.index);
+    const tScanned = performance.now();
+    let forwardMs = 0;
     if (outcomes.length === 0) {
       metrics.errors.inc({ code: 'MULTIPART_MALFORMED' });
       answer(400);
@@ -137,12 +140,14 @@ export async function handleStow(ctx: AppContext, req: Request, res: Response, s
     if (accepted.length > 0) {
       const tf = performance.now();
       const forwarded = await forward(ctx, req, accepted);
-      metrics.stageDuration.observe({ stage: 'forward' }, (performance.now() - tf) / 1000);
+      forwardMs = performance.now() - tf;
+      metrics.stageDuration.observe({ stage: 'forward' }, forwardMs / 1000);
       if (forwarded.kind === 'unavailable') {
         const status = forwarded.status;
         answer(status);
         log.error({ event: 'upstream_unavailable', status, upstreamStatus: forwarded.upstreamStatus, instances: outcomes.length }, forwarded.message);
         for (const o of outcomes) metrics.instances.inc({ verdict: o.verdict });
+        res.setHeader('Server-Timing', serverTiming(t0, tIngested, tScanned, forwardMs));
         res.status(status).set({ 'Content-Type': 'application/dicom+json', ...(forwarded.retryAfter ? { 'Retry-After': forwarded.retryAfter } : {}) });
         res.end(JSON.stringify(buildBody(outcomes.map((o) => ({ ...o, stored_ok: false, upstreamFailure: FAILURE_REASONS.upstream_failed.code, cause: o.cause ?? 'upstream_failed' })), publicBaseUrl(ctx, req), forwarded.message)));
         return;
@@ -177,6 +182,7 @@ export async function handleStow(ctx: AppContext, req: Request, res: Response, s
     answer(status);
     const warnings = warningHeaders(outcomes);
     if (warnings.length) res.setHeader('Warning', warnings);
+    res.setHeader('Server-Timing', serverTiming(t0, tIngested, tScanned, forwardMs));
     res.status(status).setHeader('Content-Type', 'application/dicom+json');
     res.end(JSON.stringify(buildBody(outcomes, publicBaseUrl(ctx, req))));
     log.info({ event: 'stow', status, upstreamStatus, instances: outcomes.length, stored: storedCount, flagged: flagged.length,
@@ -192,6 +198,16 @@ export async function handleStow(ctx: AppContext, req: Request, res: Response, s
     await Promise.allSettled(processing);
     await Promise.allSettled(allStored.map((s) => s.dispose()));
   }
+}
+
+/**
+ * Where the request's time went (W3C Server-Timing, milliseconds): `ingest` = reading the body (scans of early
+ * parts already run meanwhile), `scan` = from the last byte until every part's verdict, `forward` = the upstream
+ * STOW-RS, `total` = up to the answer. Durations only: nothing about the instances themselves.
+ */
+function serverTiming(t0: number, tIngested: number, tScanned: number, forwardMs: number): string {
+  const ms = (x: number): string => x.toFixed(2);
+  return `ingest;dur=${ms(tIngested - t0)}, scan;dur=${ms(tScanned - tIngested)}, forward;dur=${ms(forwardMs)}, total;dur=${ms(performance.now() - t0)}`;
 }
 
 export function detectorLabel(reasons: string[]): string {

@@ -84,6 +84,22 @@ describe('preprocess: windowing', () => {
     expect(out.tensor[frame.indexOf(999)]).toBe(1);
   });
 
+  test('percentiles of integer data (counted) equal those of the same values as fractions (selected), duplicates and negatives included', () => {
+    let seed = 7;
+    const rand = () => { seed = (seed * 1103515245 + 12345) >>> 0; return seed / 2 ** 32; };
+    for (const [n, lo, span] of [[999, 0, 50], [4096, -1024, 3000], [1, 5, 0], [2, 0, 1], [5000, -32768, 65535]] as const) {
+      const ints = Float32Array.from({ length: n }, () => lo + Math.floor(rand() * (span + 1)));
+      // ×1.5 then ÷1.5 after: non-integer values in the same order take the quickselect path
+      const halves = ints.map((x) => x * 1.5);
+      for (const [pl, ph] of [[0.5, 99.5], [0, 100], [25, 75], [1, 99]]) {
+        const [a, b] = percentiles([ints], pl, ph);
+        const [c, d] = percentiles([halves], pl, ph);
+        expect(a).toBeCloseTo(c / 1.5, 9);
+        expect(b).toBeCloseTo(d / 1.5, 9);
+      }
+    }
+  });
+
   test("'minmax' and signed 'bits'", () => {
     const frame = Float32Array.from([-100, 0, 100, 300]);
     const mm = preprocess(instance({ rows: 2, columns: 2, frames: [frame], pixelRepresentation: 1, bitsStored: 12, bitsAllocated: 16 }),
@@ -108,6 +124,26 @@ describe('preprocess: windowing', () => {
     }
   });
 });
+
+  test('consumeFrame windows in place and gives the same tensor, constant frames included', () => {
+    const cases: { inst: () => DecodedInstance; m: ModelManifest }[] = [
+      { inst: () => instance({ rows: 64, columns: 64, frames: [u8Frame(4096, (i) => (i * 7) % 256)] }), m: manifest({ size: [32, 32] }) },
+      { inst: () => instance({ rows: 64, columns: 64, frames: [u8Frame(4096, (i) => (i * 13) % 4096)], bitsAllocated: 16, bitsStored: 12 }), m: manifest({ size: [32, 32] }) },
+      { inst: () => instance({ rows: 8, columns: 8, frames: [u8Frame(64, (i) => i * 50 - 900)], bitsAllocated: 16, bitsStored: 12, pixelRepresentation: 1, window: { center: 40, width: 400 } }), m: manifest({ size: [8, 8] }) },
+      { inst: () => instance({ rows: 8, columns: 8, frames: [u8Frame(64, () => 300)], bitsAllocated: 16, bitsStored: 12 }), m: manifest({ size: [8, 8] }) },
+      { inst: () => instance({ rows: 8, columns: 8, frames: [u8Frame(64, () => 300)], bitsAllocated: 16, bitsStored: 12, photometricInterpretation: 'MONOCHROME1' }), m: manifest({ size: [8, 8] }) },
+    ];
+    for (const { inst, m } of cases) {
+      const kept = inst();
+      const frameBefore = Float32Array.from(kept.frames[0]);
+      const expected = preprocess(kept, m);
+      expect(kept.frames[0]).toEqual(frameBefore); // the default leaves the caller's frame alone
+      const given = inst();
+      const out = preprocess(given, m, { consumeFrame: true });
+      expect(Array.from(out.tensor)).toEqual(Array.from(expected.tensor));
+      expect(out.window).toBe(expected.window);
+    }
+  });
 
 describe('preprocess: channels and frames', () => {
   test('RGB → grey uses BT.601 luma for a 1-channel model; grey → replicated for a 3-channel model', () => {

@@ -71,6 +71,18 @@ describe('gateway (in-process upstream)', () => {
     });
   });
 
+  it('forwards in-memory parts byte-exact too, and says where the time went in Server-Timing', async () => {
+    await withGateway({}, new FakeScanner({}), async (w, sink) => {
+      const res = await stow(`${w.url}/dicom-web/studies`, files);
+      expect(res.status).toBe(200);
+      expect(sink.requests[0].parts.map(sha256)).toEqual(files.map(sha256));
+      const timing = res.headers.get('server-timing') ?? '';
+      const durations = Object.fromEntries([...timing.matchAll(/(\w+);dur=([0-9.]+)/g)].map((m) => [m[1], Number(m[2])]));
+      expect(Object.keys(durations)).toEqual(['ingest', 'scan', 'forward', 'total']);
+      expect(durations.total).toBeGreaterThanOrEqual(durations.ingest + durations.scan + durations.forward - 0.05);
+    });
+  });
+
   it('applies studyRule "study": one blocked instance withholds its study, not the others', async () => {
     const scanner = new FakeScanner({ [uid(files[0])]: 'block' }, { ...DEFAULT_POLICY, studyRule: 'study' });
     await withGateway({}, scanner, async (w, sink) => {
