@@ -1,68 +1,24 @@
 /**
- * The Helm chart (deploy/helm/warden), checked without Helm: values.yaml satisfies values.schema.json (a small
- * draft-07 subset validator below: type, properties, required, additionalProperties, enum, bounds, pattern,
- * items, local $ref), the schema rejects typical mistakes, every `.Values.…` path a template reads is defined
- * in values.yaml, and the configuration the ConfigMap renders is a valid Warden configuration.
- * Helm itself is not a dependency: `helm lint --strict` and `helm template` are run by hand as
- * deploy/helm/warden/README.md describes.
+ * The Helm chart (deploy/helm/warden), checked without Helm: values.yaml satisfies values.schema.json (Ajv, the
+ * JSON Schema draft-07 validator Helm's own schema check follows), the schema rejects typical mistakes, every
+ * `.Values.…` path a template reads is defined in values.yaml, and the configuration the ConfigMap renders is a
+ * valid Warden configuration. Helm itself is not a dependency: `helm lint --strict` and `helm template` are run
+ * by hand as deploy/helm/warden/README.md describes.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import Ajv from 'ajv';
 import { parse } from 'yaml';
 import { validateConfig } from '../../src/config';
 
 const CHART = path.join(__dirname, '../../deploy/helm/warden');
 const values = parse(fs.readFileSync(path.join(CHART, 'values.yaml'), 'utf8')) as Record<string, any>;
-const schema = JSON.parse(fs.readFileSync(path.join(CHART, 'values.schema.json'), 'utf8')) as Schema;
+const schema = JSON.parse(fs.readFileSync(path.join(CHART, 'values.schema.json'), 'utf8')) as object;
+const check = new Ajv({ allErrors: true, strict: true }).compile(schema);
 
-interface Schema {
-  type?: string | string[]; properties?: Record<string, Schema>; required?: string[]; additionalProperties?: boolean;
-  enum?: unknown[]; minimum?: number; maximum?: number; exclusiveMinimum?: number; exclusiveMaximum?: number;
-  minLength?: number; pattern?: string; items?: Schema; $ref?: string; definitions?: Record<string, Schema>;
-}
-
-function typeOf(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'array';
-  if (typeof v === 'number') return Number.isInteger(v) ? 'integer' : 'number';
-  return typeof v;
-}
-
-function validate(v: unknown, s: Schema, root: Schema, at = ''): string[] {
-  if (s.$ref) {
-    const name = s.$ref.replace('#/definitions/', '');
-    const target = root.definitions?.[name];
-    if (!target) return [`${at}: unresolved $ref ${s.$ref}`];
-    return validate(v, target, root, at);
-  }
-  const errors: string[] = [];
-  const t = typeOf(v);
-  if (s.type) {
-    const allowed = Array.isArray(s.type) ? s.type : [s.type];
-    if (!allowed.includes(t) && !(t === 'integer' && allowed.includes('number'))) return [`${at || '/'}: expected ${allowed.join('|')}, got ${t}`];
-  }
-  if (s.enum && !s.enum.some((e) => e === v)) errors.push(`${at}: ${JSON.stringify(v)} not in ${JSON.stringify(s.enum)}`);
-  if (typeof v === 'number') {
-    if (s.minimum !== undefined && v < s.minimum) errors.push(`${at}: ${v} < ${s.minimum}`);
-    if (s.maximum !== undefined && v > s.maximum) errors.push(`${at}: ${v} > ${s.maximum}`);
-    if (s.exclusiveMinimum !== undefined && v <= s.exclusiveMinimum) errors.push(`${at}: ${v} <= ${s.exclusiveMinimum}`);
-    if (s.exclusiveMaximum !== undefined && v >= s.exclusiveMaximum) errors.push(`${at}: ${v} >= ${s.exclusiveMaximum}`);
-  }
-  if (typeof v === 'string') {
-    if (s.minLength !== undefined && v.length < s.minLength) errors.push(`${at}: shorter than ${s.minLength}`);
-    if (s.pattern !== undefined && !new RegExp(s.pattern, 'u').test(v)) errors.push(`${at}: "${v}" does not match ${s.pattern}`);
-  }
-  if (t === 'array' && s.items) (v as unknown[]).forEach((x, i) => errors.push(...validate(x, s.items!, root, `${at}/${i}`)));
-  if (t === 'object') {
-    const o = v as Record<string, unknown>;
-    for (const r of s.required ?? []) if (!(r in o)) errors.push(`${at}/${r}: required`);
-    for (const [k, x] of Object.entries(o)) {
-      const p = s.properties?.[k];
-      if (p) errors.push(...validate(x, p, root, `${at}/${k}`));
-      else if (s.additionalProperties === false) errors.push(`${at}/${k}: not allowed by the schema`);
-    }
-  }
-  return errors;
+/** Ajv's errors as `path message {params}` lines, empty when valid. */
+function validate(v: unknown): string[] {
+  return check(v) ? [] : (check.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message} ${JSON.stringify(e.params)}`);
 }
 
 const clone = <T>(x: T): T => JSON.parse(JSON.stringify(x)) as T;
@@ -84,24 +40,26 @@ describe('deploy/helm/warden', () => {
   });
 
   it('values.yaml satisfies values.schema.json', () => {
-    expect(validate(values, schema, schema)).toEqual([]);
+    expect(validate(values)).toEqual([]);
   });
 
   it('the schema rejects typical mistakes', () => {
     const cases: Array<[(v: any) => void, RegExp]> = [
-      [(v) => { v.config.upstream.url = 'ftp://pacs'; }, /config\/upstream\/url.*does not match/],
-      [(v) => { delete v.config.upstream; }, /config\/upstream: required/],
-      [(v) => { v.config.auth = { dicomwebToken: 'in-values-is-wrong-0123' }; }, /config\/auth\/dicomwebToken: not allowed/],
-      [(v) => { v.containerPort = 70000; }, /containerPort: 70000 > 65535/],
-      [(v) => { v.config.wado.partialStatus = 207; }, /partialStatus: 207 not in/],
-      [(v) => { v.replicas = 2; }, /\/replicas: not allowed/],
-      [(v) => { v.auth.metricsToken = { existingSecret: 's' }; }, /metricsToken\/key: required/],
-      [(v) => { v.probes.liveness.periodSeconds = '10'; }, /periodSeconds: expected integer/],
+      [(v) => { v.config.upstream.url = 'ftp://pacs'; }, /^\/config\/upstream\/url must match pattern/m],
+      [(v) => { delete v.config.upstream; }, /^\/config must have required property 'upstream'/m],
+      [(v) => { v.config.auth = { dicomwebToken: 'in-values-is-wrong-0123' }; }, /^\/config\/auth must NOT have additional properties \{"additionalProperty":"dicomwebToken"\}/m],
+      [(v) => { v.containerPort = 70000; }, /^\/containerPort must be <= 65535/m],
+      [(v) => { v.config.wado.partialStatus = 207; }, /^\/config\/wado\/partialStatus must be equal to one of the allowed values/m],
+      [(v) => { v.replicas = 2; }, /^\/ must NOT have additional properties \{"additionalProperty":"replicas"\}/m],
+      [(v) => { v.auth.metricsToken = { existingSecret: 's' }; }, /^\/auth\/metricsToken must have required property 'key'/m],
+      [(v) => { v.probes.liveness.periodSeconds = '10'; }, /^\/probes\/liveness\/periodSeconds must be integer/m],
+      [(v) => { v.extraEnv = [{ value: 'x' }]; }, /^\/extraEnv\/0 must have required property 'name'/m],
+      [(v) => { v.extraEnv = [{ name: 'A', vaule: 'x' }]; }, /^\/extraEnv\/0 must NOT have additional properties \{"additionalProperty":"vaule"\}/m],
     ];
     for (const [mutate, expected] of cases) {
       const v = clone(values);
       mutate(v);
-      expect(validate(v, schema, schema).join('\n')).toMatch(expected);
+      expect(validate(v).join('\n')).toMatch(expected);
     }
   });
 
