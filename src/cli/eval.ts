@@ -136,7 +136,7 @@ export function register(program: Command): void {
     .option('--clean-split <name>', 'split whose clean rows are the negatives', 'test')
     .option('--split-column <name>', 'manifest split column', 'split')
     .option('--workers <n>', 'inference worker threads', '1')
-    .option('--threads <n>', 'ONNX Runtime threads per worker (1: more threads spin badly on a loaded machine)', '1')
+    .option('--threads <n>', 'ONNX Runtime threads per worker', '1')
     .action(async (opts: EvalCliOptions) => {
       const modelPath = path.resolve(opts.model ?? DEFAULT_MODEL_PATH);
       const spec = parseSourceSpec(opts.manifest);

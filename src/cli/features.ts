@@ -144,7 +144,7 @@ export function register(program: Command): void {
     .option('--split-column <name>', 'manifest column the :values select on', 'split')
     .option('--kind <kind>', 'only rows of this kind (clean | adversarial | benign)')
     .option('--workers <n>', 'inference worker threads', '1')
-    .option('--threads <n>', 'ONNX Runtime threads per worker (1: more threads spin badly on a loaded machine)', '1')
+    .option('--threads <n>', 'ONNX Runtime threads per worker', '1')
     .action(async (opts: FeaturesCliOptions) => {
       const spec = parseSourceSpec(opts.manifest);
       const pipeline = await ScanPipeline.create({ modelPath: opts.model, bundlePath: null, workers: Number(opts.workers), threadsPerWorker: opts.threads ? Number(opts.threads) : undefined, timeoutMs: 0, maxQueue: 1024 });

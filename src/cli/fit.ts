@@ -58,7 +58,7 @@ export function register(program: Command): void {
     .option('--detectors <list>', 'detectors to fit, comma-separated (default kd,lid,mgm,uad)')
     .option('--spec <file>', 'JSON array of {id, kind, params} (overrides --detectors)')
     .option('--workers <n>', 'inference worker threads', '1')
-    .option('--threads <n>', 'ONNX Runtime threads per worker (1: more threads spin badly on a loaded machine)', '1')
+    .option('--threads <n>', 'ONNX Runtime threads per worker', '1')
     .action(async (opts: FitCliOptions) => {
       const modelPath = path.resolve(opts.model ?? DEFAULT_MODEL_PATH);
       const modelSha256 = sha256File(modelPath);

@@ -37,6 +37,8 @@ export const ModelSchema = z.strictObject({
   bundle: z.string().min(1).nullable().default(null),
   provider: z.enum(['cpu', 'cuda', 'tensorrt', 'auto']).default('cpu'),
   workers: positiveInt.default(1),
+  threadsPerWorker: positiveInt.nullable().default(null),
+  spinWait: z.boolean().default(false),
 });
 
 export const PolicySchema = z.strictObject({

@@ -29,10 +29,10 @@ async function createSession(): Promise<{ session: ort.InferenceSession; provide
     intraOpNumThreads: init.intraOpThreads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
-    // ORT's intra-op threads otherwise spin between runs: measured here, an idle session burnt ~1 core for the
-    // whole gap between requests, competing with decode, HTTP and the upstream; without spinning the median run
-    // was faster on a loaded machine too (4.8 vs 7.4 ms, embedded model). docs/performance.md.
-    extra: { session: { intra_op: { allow_spinning: '0' } } },
+    // Spinning is off unless asked for: measured here, an idle session burnt ~1 core for the whole gap between
+    // requests, competing with decode, HTTP and the upstream; without it the median run was faster on a loaded
+    // machine too (4.8 vs 7.4 ms, embedded model). docs/performance.md.
+    extra: { session: { intra_op: { allow_spinning: init.spinWait ? '1' : '0' } } },
   };
   const providers = init.providers.length ? init.providers : ['cpu'];
   try {

@@ -31,6 +31,9 @@ export interface InferencePoolOptions {
   workers?: number;
   /** ONNX Runtime intra-op threads per worker. Default max(1, floor(cpus / workers)). */
   threadsPerWorker?: number;
+  /** Let ONNX Runtime's intra-op threads spin-wait between runs (lower latency on dedicated cores, a busy core
+   * while idle). Default false. */
+  spinWait?: boolean;
   /** Tasks allowed to wait for a free worker. Default 64. */
   maxQueue?: number;
   /** Per-task deadline in ms (queue wait included); 0 = none. Default 30000. */
@@ -125,6 +128,7 @@ export class InferencePool {
       modelPath: path.resolve(opts.modelPath),
       providers: opts.providers && opts.providers.length ? opts.providers.map((p) => p.trim().toLowerCase()) : ['cpu'],
       intraOpThreads: threads,
+      spinWait: opts.spinWait ?? false,
       outputs: opts.outputs,
       inputName: opts.inputName,
     };

@@ -6,6 +6,8 @@ export interface WorkerInit {
   modelPath: string;
   providers: string[];
   intraOpThreads: number;
+  /** Let ONNX Runtime's intra-op threads spin-wait between runs. */
+  spinWait: boolean;
   /** Outputs to fetch (logits first, then feature names). */
   outputs: string[];
   inputName: string;

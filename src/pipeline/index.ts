@@ -33,6 +33,8 @@ export interface PipelineOptions {
   workers?: number;
   /** ONNX Runtime intra-op threads per worker. Default cpus / workers. */
   threadsPerWorker?: number;
+  /** Let ONNX Runtime's threads spin-wait between runs. Default false. */
+  spinWait?: boolean;
   limits?: Partial<DecodeLimits>;
   policy?: Policy;
   /** Per-instance inference deadline (queue wait included), ms. Default 30000. */
@@ -115,6 +117,7 @@ export class ScanPipeline {
       providers: opts.providers,
       workers: opts.workers,
       threadsPerWorker: opts.threadsPerWorker,
+      spinWait: opts.spinWait,
       maxQueue: opts.maxQueue,
       timeoutMs: opts.timeoutMs,
       logger,

@@ -45,6 +45,8 @@ export async function startServer(config: WardenConfig, opts: StartOptions = {})
       bundlePath: bundlePath && fs.existsSync(bundlePath) ? bundlePath : (config.model.bundle ?? null),
       providers: config.model.provider === 'auto' ? ['cuda', 'cpu'] : config.model.provider === 'cpu' ? ['cpu'] : [config.model.provider, 'cpu'],
       workers: config.model.workers,
+      threadsPerWorker: config.model.threadsPerWorker ?? undefined,
+      spinWait: config.model.spinWait,
       policy: config.policy,
       timeoutMs: config.limits.scanTimeoutMs,
       maxQueue: Math.max(config.limits.maxQueuedScans, config.limits.maxConcurrentScans),
