@@ -106,17 +106,24 @@ async function main() {
     step = 'WADO-RS rounds';
     for (const k of ['direct', 'warden', 'relay']) await retrieve(paths[k]); // warm-up
     const tot = { direct: { bytes: 0, s: 0 }, warden: { bytes: 0, s: 0 }, relay: { bytes: 0, s: 0 } };
+    const cpuPid = { warden: wardenO.child.pid, relay: relay.pid };
+    const cpuMs = { warden: 0, relay: 0 };
     for (let r = 0; r < ROUNDS; r++) {
       for (const k of r % 2 ? ['warden', 'relay', 'direct'] : ['direct', 'relay', 'warden']) {
+        const c0 = cpuPid[k] ? L.cpuMsOf(cpuPid[k]) : 0;
         const x = await retrieve(paths[k]);
+        if (cpuPid[k]) cpuMs[k] += L.cpuMsOf(cpuPid[k]) - c0;
         tot[k].bytes += x.bytes; tot[k].s += x.s;
       }
     }
     const mbps = (k) => tot[k].bytes / tot[k].s / 1e6;
+    // CPU per MB relayed: less sensitive than MB/s to what else runs on the cores
+    const cpuPerMb = (k) => cpuMs[k] / (tot[k].bytes / 1e6);
     const wadoRatio = mbps('warden') / mbps('direct');
     console.log(`WADO-RS study retrieve (${STUDY_INSTANCES} × ${SIZE}² 16-bit, ${(tot.direct.bytes / ROUNDS / 1e6).toFixed(1)} MB, ${ROUNDS} rounds each):`);
     console.log(`  direct Orthanc ${mbps('direct').toFixed(1)} MB/s, via Warden ${mbps('warden').toFixed(1)} MB/s → ratio ${wadoRatio.toFixed(3)} (goal ≥ 0.95)`);
     console.log(`  via a bare Node TCP relay (no HTTP parsing, the floor for a Node proxy on this machine) ${mbps('relay').toFixed(1)} MB/s → ${(mbps('relay') / mbps('direct')).toFixed(3)}`);
+    console.log(`  CPU per MB passed through: Warden ${cpuPerMb('warden').toFixed(2)} ms/MB, TCP relay ${cpuPerMb('relay').toFixed(2)} ms/MB`);
     await wardenO.stop(); wardenO = null;
 
     // --- 2. scan latency: gateway vs bare inference, per model
@@ -154,8 +161,8 @@ Written by \`npm run bench:proxy\` (scripts/bench-proxy.js); shared machine, so 
 
 | measure | direct / bare | via Warden | ratio | goal |
 |---|---:|---:|---:|---|
-| WADO-RS study retrieve, transfer-syntax=* (${STUDY_INSTANCES} × ${SIZE}² 16-bit, ${ROUNDS} rounds) | ${mbps('direct').toFixed(1)} MB/s | ${mbps('warden').toFixed(1)} MB/s | ${wadoRatio.toFixed(3)} | ≥ 0.95 |
-| same, through a bare Node TCP relay (no HTTP; the floor for any Node proxy here) | ${mbps('direct').toFixed(1)} MB/s | ${mbps('relay').toFixed(1)} MB/s | ${(mbps('relay') / mbps('direct')).toFixed(3)} | — |
+| WADO-RS study retrieve, transfer-syntax=* (${STUDY_INSTANCES} × ${SIZE}² 16-bit, ${ROUNDS} rounds); Warden CPU ${cpuPerMb('warden').toFixed(2)} ms/MB | ${mbps('direct').toFixed(1)} MB/s | ${mbps('warden').toFixed(1)} MB/s | ${wadoRatio.toFixed(3)} | ≥ 0.95 |
+| same, through a bare Node TCP relay (no HTTP; the floor for any Node proxy here); relay CPU ${cpuPerMb('relay').toFixed(2)} ms/MB | ${mbps('direct').toFixed(1)} MB/s | ${mbps('relay').toFixed(1)} MB/s | ${(mbps('relay') / mbps('direct')).toFixed(3)} | — |
 ${latRows.map((r) => `| scan latency in the gateway (Server-Timing \`scan\`) ÷ bare session.run, median of ${LAT_N}; ${r.label} | ${r.bare.toFixed(1)} ms | ${r.scan.toFixed(1)} ms | ${(r.scan / r.bare).toFixed(3)} | ≤ 1.15 |
 | whole STOW-RS round trip (client → Warden → loopback sink → client) ÷ bare session.run; ${r.label} | ${r.bare.toFixed(1)} ms | ${r.roundTrip.toFixed(1)} ms | ${(r.roundTrip / r.bare).toFixed(3)} | — |`).join('\n')}
 `);

@@ -79,8 +79,19 @@ async function startTcpRelay(upstreamPort) {
     child.stdout.once('data', () => { clearTimeout(t); resolve(); });
     child.once('exit', () => { clearTimeout(t); reject(new Error('TCP relay exited during start-up')); });
   });
-  return { url: `http://127.0.0.1:${port}`, async stop() { await stopChild(child); } };
+  return { url: `http://127.0.0.1:${port}`, pid: child.pid, async stop() { await stopChild(child); } };
 }
+
+/** CPU time (user + system, ms) used so far by a process and its direct children (warden serve re-executes itself once). */
+function cpuMsOf(pid) {
+  const one = (p) => {
+    try { const f = fs.readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) * 1000 / CLOCK_TICKS; } catch { return 0; }
+  };
+  let children = [];
+  try { children = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number); } catch { /* none */ }
+  return one(pid) + children.reduce((s, c) => s + one(c), 0);
+}
+const CLOCK_TICKS = 100; // USER_HZ on Linux
 
 /** Peak and current RSS of a process, from /proc (bytes). */
 function rssOf(pid) {
@@ -161,4 +172,4 @@ function appendPerformance(section) {
   fs.writeFileSync(file, text.replace(/\s*$/, '\n') + '\n' + section.trim() + '\n');
 }
 
-module.exports = { ROOT, freePort, waitHttp, stopChild, startOrthanc, startWarden, startTcpRelay, rssOf, uid, synthDicom, stowBody, startSink, median, appendPerformance };
+module.exports = { ROOT, freePort, waitHttp, stopChild, startOrthanc, startWarden, startTcpRelay, cpuMsOf, rssOf, uid, synthDicom, stowBody, startSink, median, appendPerformance };
