@@ -55,7 +55,8 @@ export function preprocess(instance: DecodedInstance, manifest: ModelManifest, o
   const rule = resolveWindowRule(pp.window, instance);
   const win = windowParameters(rule, planes, instance);
   const invert = pp.invertMonochrome1 && instance.photometricInterpretation.trim().toUpperCase() === 'MONOCHROME1';
-  planes = planes.map((p) => applyWindow(p, win, invert, options.consumeFrame && p === frame ? p : new Float32Array(p.length)));
+  // Planes made above (luma, deinterleaved) are ours to overwrite; the caller's frame only when it gives it up.
+  planes = planes.map((p) => applyWindow(p, win, invert, p !== frame || options.consumeFrame ? p : new Float32Array(p.length)));
 
   // 3. Resize each plane to the model's input size.
   if (rows !== outH || columns !== outW) {
