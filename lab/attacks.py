@@ -28,7 +28,7 @@ L2_STEPS = 10
 CW = dict(binary_steps=3, iters=30, lr=0.01, c0=1.0, kappa=0.0)
 DEEPFOOL = dict(max_iter=30, overshoot=0.02)
 UAP = dict(eps=8, n_fit=int(os.environ.get('LAB_N_FIT', '512')), epochs=8, batch=32, fit_split='model_train')
-PATCH = dict(size=32, n_fit=int(os.environ.get('LAB_N_FIT', '512')), epochs=8, batch=32, lr=0.05, fit_split='model_train')
+PATCH = dict(size=48, n_fit=int(os.environ.get('LAB_N_FIT', '512')), epochs=16, batch=32, lr=0.05, fit_split='model_train')
 BENIGN_JPEG_Q = 50
 BENIGN_EXPOSURE = [0.9, 1.1]
 

@@ -10,15 +10,18 @@ from sklearn.metrics import roc_auc_score
 
 from common import CKPT_PATH, DATA, SEED, RefNet, image_cache, log, read_splits, seed_all, to_input, predict_logits
 
-EPOCHS = int(os.environ.get('LAB_EPOCHS', '14'))
+# One recipe, from scratch, fixed in advance: 12 epochs, AdamW + OneCycle (max LR 2e-3), "strong" augmentation from
+# epoch 1, class-weighted cross-entropy with label smoothing 0.1; epoch selection on detector_fit only.
+EPOCHS = int(os.environ.get('LAB_EPOCHS', '12'))
 BATCH = 32
 LR = 2e-3
 WD = 1e-4
-STOP_AFTER = int(os.environ.get('LAB_STOP_AFTER', '0'))  # phase 1 was stopped after epoch 3 of 14
-FT_LR = float(os.environ.get('LAB_FT_LR', '1e-3'))
-AUG = dict(max_shift=0.06, scale=(0.92, 1.08), rot_deg=6.0, brightness=0.08, contrast=(0.85, 1.15), aniso=0.0, gamma=(1.0, 1.0))
-if os.environ.get('LAB_AUG') == 'strong':  # phase 3: aspect-ratio jitter (upstream resize distorted aspect) + gamma
-    AUG = dict(max_shift=0.08, scale=(0.85, 1.15), rot_deg=10.0, brightness=0.12, contrast=(0.7, 1.3), aniso=0.15, gamma=(0.7, 1.4))
+LABEL_SMOOTHING = 0.1
+STOP_AFTER = int(os.environ.get('LAB_STOP_AFTER', '0'))  # optional knob (stop early); not used by run.sh
+# strong augmentation: aspect-ratio jitter (the upstream resize distorted the aspect ratio) + gamma
+AUG = dict(max_shift=0.08, scale=(0.85, 1.15), rot_deg=10.0, brightness=0.12, contrast=(0.7, 1.3), aniso=0.15, gamma=(0.7, 1.4))
+if os.environ.get('LAB_AUG') == 'mild':  # optional knob: the older, milder augmentation; not used by run.sh
+    AUG = dict(max_shift=0.06, scale=(0.92, 1.08), rot_deg=6.0, brightness=0.08, contrast=(0.85, 1.15), aniso=0.0, gamma=(1.0, 1.0))
 
 
 def augment(x, g):
@@ -62,34 +65,18 @@ def main():
     steps = EPOCHS * math.ceil(len(tr) / BATCH)
     best = (-1, None)
     hist = []
-    ep0 = 0
-    init = os.environ.get('LAB_INIT')
-    if init:
-        # warm start (phase 2): continue from a phase-1 checkpoint with a cosine-decaying LR (FT_LR -> 0)
-        ick = torch.load(init)
-        model.load_state_dict(ick['state_dict'])
-        hist = list(ick.get('history', []))
-        ep0 = ick['epoch']
-        best = (ick['fit_auc'] - 0.01 * [h for h in hist if h['epoch'] == ep0][0]['fit_loss'], ep0)
-        for gp in opt.param_groups:
-            gp['lr'] = FT_LR
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=FT_LR * 0.01)
-        g.manual_seed(SEED + ep0)
-        log('warm start from %s (epoch %d, detector_fit AUC %.4f), %d more epochs, cosine LR %.1e -> %.1e' % (
-            init, ep0, ick['fit_auc'], EPOCHS, FT_LR, FT_LR * 0.01))
-        phase1 = {k: ick.get(k) for k in ('epochs', 'lr', 'batch')}
-    else:
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps, pct_start=0.15)
-        phase1 = None
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps, pct_start=0.15)
+    log('recipe: %d epochs from scratch, OneCycle max LR %.0e, batch %d, label smoothing %.2f, aug %s' % (
+        EPOCHS, LR, BATCH, LABEL_SMOOTHING, AUG))
     t0 = time.time()
-    for ep in range(ep0, ep0 + EPOCHS):
+    for ep in range(EPOCHS):
         model.train()
         perm = torch.randperm(len(tr), generator=g)
         tl, te = 0.0, time.time()
         for i in range(0, len(tr), BATCH):
             b = perm[i:i + BATCH]
             x = augment(to_input(Xtr[b.numpy()]), g)
-            loss = F.cross_entropy(model(x), ytr[b], weight=cw)
+            loss = F.cross_entropy(model(x), ytr[b], weight=cw, label_smoothing=LABEL_SMOOTHING)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -100,23 +87,20 @@ def main():
         p = torch.softmax(lv, 1)[:, 1].numpy()
         auc = roc_auc_score(yva, p)
         acc = float(((p > 0.5) == yva).mean())
-        vloss = F.cross_entropy(lv, torch.from_numpy(yva)).item()
+        vloss = F.cross_entropy(lv, torch.from_numpy(yva)).item()  # plain CE (no weights, no smoothing)
         hist.append(dict(epoch=ep + 1, train_loss=tl / len(tr), fit_auc=auc, fit_acc=acc, fit_loss=vloss))
         log('epoch %2d/%d train_loss %.4f | detector_fit auc %.4f acc %.4f loss %.4f | %.0fs (total %.0fs)' % (
-            ep + 1, ep0 + EPOCHS, tl / len(tr), auc, acc, vloss, time.time() - te, time.time() - t0))
+            ep + 1, EPOCHS, tl / len(tr), auc, acc, vloss, time.time() - te, time.time() - t0))
         score = auc - 0.01 * vloss  # AUC first, loss as tie-break
         if score > best[0]:
             best = (score, ep + 1)
             torch.save({'state_dict': model.state_dict(), 'epoch': ep + 1, 'fit_auc': auc, 'seed': SEED,
                         'aug': AUG, 'epochs': EPOCHS, 'lr': LR, 'batch': BATCH, 'class_weights': cw.tolist(),
-                        'history': hist, 'phase1': phase1, 'ft_lr': FT_LR if init else None}, CKPT_PATH)
+                        'history': hist, 'label_smoothing': LABEL_SMOOTHING, 'recipe': 'single-run'}, CKPT_PATH)
         if STOP_AFTER and ep + 1 >= STOP_AFTER:
             log('stopping after epoch %d (LAB_STOP_AFTER)' % (ep + 1))
             break
-    if best[1] == ep0 and init:
-        ck = torch.load(init)
-    else:
-        ck = torch.load(CKPT_PATH)
+    ck = torch.load(CKPT_PATH)
     ck['history'] = hist
     torch.save(ck, CKPT_PATH)
     log('selected epoch %d (detector_fit AUC %.4f); checkpoint %s; train time %.0fs' % (best[1], ck['fit_auc'], CKPT_PATH, time.time() - t0))

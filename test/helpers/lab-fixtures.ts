@@ -6,7 +6,7 @@ import { DEFAULT_BUNDLE_PATH, DEFAULT_MODEL_PATH } from '../../src/core/defaults
 export const LAB_DIR = path.resolve(__dirname, '..', 'fixtures', 'lab');
 export const LAB_MANIFEST = path.join(LAB_DIR, 'manifest.csv');
 
-export interface LabRow { file: string; path: string; study_uid: string; sop_uid: string; kind: string; attack: string; eps: string; success: string }
+export interface LabRow { file: string; path: string; study_uid: string; sop_uid: string; kind: string; attack: string; norm: string; eps: string; success: string }
 
 export function labArtefactsPresent(): { ok: boolean; missing: string[] } {
   const missing = [DEFAULT_MODEL_PATH, DEFAULT_BUNDLE_PATH, LAB_MANIFEST].filter((p) => !fs.existsSync(p));

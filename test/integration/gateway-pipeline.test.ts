@@ -50,14 +50,18 @@ describe('the gateway with the embedded model and bundle', () => {
     }
   });
 
-  it('answers an adversarial study with 409 or 202 and FailedSOPSequence; blocked instances never reach Orthanc', async () => {
+  it('answers the strongest adversarial studies with 409 or 202 and FailedSOPSequence; blocked instances never reach Orthanc', async () => {
     const adv = [...studies(rows.filter((r) => r.kind === 'adversarial'))].map(([, r]) => r);
-    // the study with the most successful attacks
-    const study = adv.sort((a, b) => b.filter((r) => r.success === '1' || r.success === 'True').length - a.filter((r) => r.success === '1' || r.success === 'True').length)[0];
+    // Every L∞ ε = 8/255 fixture (BIM, FGSM, MIM, PGD, UAP; several studies in one request): the attacks the shipped
+    // bundle must stop at the default block FPR of 0.5 % (docs/evaluation.md: UAD AUROC 1.000, TPR@1 % 100 % at
+    // 8/255). Weaker ones (ε ≤ 2/255) are often only flagged at 0.5 %, which the flag test covers.
+    const strongest = adv.filter((s) => s.every((r) => r.norm === 'linf' && Number(r.eps) === 8));
+    expect(strongest.length).toBeGreaterThanOrEqual(4);
+    const study = strongest.flat();
     const res = await stow(`${base()}/studies`, study.map((r) => fs.readFileSync(r.path)));
     expect([202, 409]).toContain(res.status);
     const failed = failedItems(res.json);
-    expect(failed.length).toBeGreaterThan(0);
+    expect(failed.length).toBeGreaterThanOrEqual(Math.ceil(0.8 * study.length));
     for (const f of failed) {
       expect(f.reason).toBe(0xc0a1);
       expect(await orthancInstanceId(orthanc.url, f.uid!)).toBeNull();
