@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 'use strict';
 /**
- * npm run bench:scan [-- [model.onnx] [--n 50] [--workers 1] [--threads N] [--files DIR] [--heavy] [--json]]
+ * npm run bench:scan [-- [model.onnx] [--n 50] [--workers 1] [--threads N] [--files DIR | --size N] [--heavy] [--json]]
  *
  * Whole-scan latency split by stage (decode, preprocess, inference, detect) and the ratio
  *   whole scan ÷ bare inference
@@ -30,7 +30,7 @@ const { preprocess } = require(dist('models/preprocess.js'));
 const { writeTestModel } = require(path.join(ROOT, 'test', 'fixtures', 'onnx', 'build-test-model.js'));
 
 function parseArgs(argv) {
-  const o = { n: 50, workers: 1, threads: undefined, files: undefined, model: undefined, heavy: false, json: false };
+  const o = { n: 50, workers: 1, threads: undefined, files: undefined, model: undefined, heavy: false, json: false, size: 0 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--n') o.n = Number(argv[++i]);
@@ -38,6 +38,7 @@ function parseArgs(argv) {
     else if (a === '--threads') o.threads = Number(argv[++i]);
     else if (a === '--files') o.files = argv[++i];
     else if (a === '--heavy') o.heavy = true;
+    else if (a === '--size') o.size = Number(argv[++i]);
     else if (a === '--json') o.json = true;
     else if (!a.startsWith('--')) o.model = a;
     else throw new Error(`unknown option ${a}`);
@@ -131,8 +132,14 @@ async function main() {
   let inputNote;
   const labDir = path.join(ROOT, 'test', 'fixtures', 'lab');
   const dir = o.files ?? (fs.existsSync(labDir) ? labDir : undefined);
-  const files = dir ? listDicoms(dir) : [];
-  if (files.length) {
+  const files = dir && !o.size ? listDicoms(dir) : [];
+  if (o.size) {
+    // radiograph-sized inputs: 16-bit (12 stored) N×N CRs without a VOI window, so preprocess takes its
+    // percentile window (the costliest rule) over every pixel
+    const { synthDicom, uid } = require('./bench-proxy.lib');
+    inputs = [1, 2, 3].map((k) => new Uint8Array(synthDicom({ study: uid('bench-scan', o.size), series: uid('bench-scan-s', o.size), sop: uid('bench-scan-i', o.size, k), rows: o.size, cols: o.size, n: k })));
+    inputNote = `3 synthetic 16-bit (12 stored) ${o.size}×${o.size} CR DICOMs without a VOI window (percentile windowing)`;
+  } else if (files.length) {
     inputs = files.slice(0, Math.max(1, o.n)).map((f) => new Uint8Array(fs.readFileSync(f)));
     inputNote = `${inputs.length} DICOM files from ${path.relative(ROOT, dir) || dir}`;
   } else {

@@ -4,6 +4,7 @@ import { supportedTransferSyntaxes, getDecoder } from '../../src/dicom/registry'
 import { isWardenError } from '../../src/core/errors';
 import { outcomeOf, readCorpusFile } from '../conformance/corpus-helpers';
 import { mulberry32 } from '../../src/detectors/linalg';
+import { readSamples, type NativeFrame, type PixelModule } from '../../src/dicom/pixels';
 
 function setUS(bytes: Uint8Array, group: number, elem: number, value: number): Uint8Array {
   const out = bytes.slice();
@@ -67,6 +68,44 @@ describe('dicom public surface', () => {
   it('rejects non-DICOM input with NOT_DICOM', async () => {
     await expect(decodeInstance(new TextEncoder().encode('hello world, not dicom at all'))).rejects.toMatchObject({ code: 'NOT_DICOM' });
     await expect(decodeInstance(new Uint8Array(3))).rejects.toMatchObject({ code: 'NOT_DICOM' });
+  });
+});
+
+describe('readSamples: 8- and 16-bit words', () => {
+  // Words with garbage above Bits Stored (overlay bits, PS3.5 8.1.1) and stored bits shifted up (High Bit 15).
+  const words = [0x0000, 0x0fff, 0x0800, 0x07ff, 0xf123, 0xa5a5, 0x8001, 0xffff, 0x1234];
+  const px = (over: Partial<PixelModule>): PixelModule => ({ rows: 3, columns: 3, frames: 1, samplesPerPixel: 1, bitsAllocated: 16, bitsStored: 12, highBit: 11,
+    pixelRepresentation: 0, planarConfiguration: 0, photometricInterpretation: 'MONOCHROME2', ...over });
+  // each word written at an even (aligned) and an odd (unaligned) byte offset, little- and big-endian
+  const frameOf = (le: boolean, offset: number): NativeFrame => {
+    const buf = new Uint8Array(offset + words.length * 2);
+    words.forEach((w, i) => { buf[offset + 2 * i + (le ? 0 : 1)] = w & 0xff; buf[offset + 2 * i + (le ? 1 : 0)] = w >> 8; });
+    return { bytes: buf.subarray(offset), littleEndian: le, bitsAllocated: 16, samplesPerPixel: 1, planarConfiguration: 0, photometricInterpretation: 'MONOCHROME2' };
+  };
+  const expected = (stored: number, highBit: number, signed: boolean) => words.map((w) => {
+    let v = (w >> (highBit + 1 - stored)) & ((1 << stored) - 1);
+    if (signed && v & (1 << (stored - 1))) v -= 1 << stored;
+    return v;
+  });
+
+  it('masks, shifts and sign-extends the same way aligned or not, whatever the byte order', () => {
+    for (const [stored, highBit] of [[12, 11], [16, 15], [12, 15], [8, 7]]) {
+      for (const signed of [false, true]) {
+        for (const le of [true, false]) {
+          for (const offset of [0, 1, 2]) {
+            const got = readSamples(frameOf(le, offset), px({ bitsStored: stored, highBit, pixelRepresentation: signed ? 1 : 0 }), words.length);
+            expect(Array.from(got)).toEqual(expected(stored, highBit, signed));
+          }
+        }
+      }
+    }
+  });
+
+  it('reads 8-bit samples, masked to Bits Stored', () => {
+    const bytes = Uint8Array.from([0, 1, 127, 128, 200, 255, 7, 64, 250]);
+    const frame: NativeFrame = { bytes, littleEndian: true, bitsAllocated: 8, samplesPerPixel: 1, planarConfiguration: 0, photometricInterpretation: 'MONOCHROME2' };
+    expect(Array.from(readSamples(frame, px({ bitsAllocated: 8, bitsStored: 8, highBit: 7 }), 9))).toEqual(Array.from(bytes));
+    expect(Array.from(readSamples(frame, px({ bitsAllocated: 8, bitsStored: 6, highBit: 5 }), 9))).toEqual(Array.from(bytes, (b) => b & 63));
   });
 });
 

@@ -176,6 +176,35 @@ describe('preprocess: channels and frames', () => {
 // compiled kernel may fuse multiply-adds), so values agree to one float32 ulp in [0.5, 1).
 const ONE_ULP = 2 ** -23;
 
+describe('preprocess: windowing only the pixels the resize reads', () => {
+  test('gives exactly "window every pixel, then resize", down and up, bilinear and nearest, for every window rule', () => {
+    let seed = 11;
+    const rand = () => { seed = (seed * 1103515245 + 12345) >>> 0; return seed / 2 ** 32; };
+    const [rows, columns] = [37, 53];
+    const make = (over: Partial<DecodedInstance>, f: () => number) => {
+      const values = Float32Array.from({ length: rows * columns }, f);
+      return () => instance({ rows, columns, frames: [Float32Array.from(values)], ...over });
+    };
+    const sources = [
+      make({}, () => Math.floor(rand() * 256)), // 'bits'
+      make({ bitsAllocated: 16, bitsStored: 12, window: { center: 1500, width: 1200 } }, () => Math.floor(rand() * 4096)), // 'voi'
+      make({ bitsAllocated: 16, bitsStored: 12 }, () => Math.floor(rand() * 4096)), // 'voi' → percentile
+      make({ bitsAllocated: 16, bitsStored: 12, photometricInterpretation: 'MONOCHROME1' }, () => Math.floor(rand() * 4096)),
+    ];
+    for (const resize of ['bilinear', 'nearest'] as const) {
+      for (const source of sources) {
+        // the whole frame windowed (same size: no resize), then resized by the exported torch-exact functions
+        const full = preprocess(source(), manifest({ size: [rows, columns], preprocess: { resize } })).tensor;
+        for (const [outH, outW] of [[16, 20], [64, 64], [37, 17]]) {
+          const expected = resize === 'nearest' ? resizeNearest(full, rows, columns, outH, outW) : resizeBilinear(full, rows, columns, outH, outW);
+          const out = preprocess(source(), manifest({ size: [outH, outW], preprocess: { resize } }));
+          expect(Array.from(out.tensor)).toEqual(Array.from(expected));
+        }
+      }
+    }
+  });
+});
+
 describe('preprocess: resize against torch F.interpolate', () => {
   const H = 5;
   const W = 7;
