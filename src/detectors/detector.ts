@@ -69,6 +69,11 @@ export interface Detector {
   pValue(score: number, predictedClass?: number): number;
   /** Score threshold at a target false-positive rate: pValue(score) ≤ fpr ⇔ score > threshold(fpr). */
   threshold(fpr: number, predictedClass?: number): number;
+  /**
+   * The smallest p-value the detector can give, in the calibration group that allows the least: 1 / (n + 1)
+   * for n calibration scores (per predicted class when calibrated by class). An FPR below it is never reached.
+   */
+  pValueFloor(): number;
   save(): DetectorState;
 }
 
@@ -207,6 +212,12 @@ export abstract class BaseDetector implements Detector {
 
   threshold(fpr: number, predictedClass?: number): number {
     return this.calibratorFor(predictedClass).threshold(fpr);
+  }
+
+  pValueFloor(): number {
+    const groups = this.classCalibrators.filter((c): c is ConformalCalibrator => c !== undefined);
+    if (groups.length === 0) groups.push(this.calibratorFor());
+    return Math.max(...groups.map((c) => 1 / (c.n + 1)));
   }
 
   save(): DetectorState {

@@ -7,7 +7,7 @@ import { WardenError, toWardenError, ERROR_CATALOGUE } from '../core/errors';
 import { DEFAULT_BUNDLE_PATH, DEFAULT_MODEL_PATH } from '../core/defaults';
 import { decodeInstance, isSkipped, type DecodeLimits } from '../dicom';
 import { loadBundle, type DetectorBundle } from '../detectors';
-import { DEFAULT_POLICY, decide, isApplicable, type ErrorClass, type InstanceOutcome, type Policy } from '../policy';
+import { DEFAULT_POLICY, decide, isApplicable, unreachableThresholds, type ErrorClass, type InstanceOutcome, type Policy } from '../policy';
 import { loadModelManifest, type LoadedModel, type ModelManifest } from '../models/manifest';
 import { preprocess, type FrameChoice } from '../models/preprocess';
 import { InferencePool, defaultLogger, type InferenceResult } from '../models/pool';
@@ -122,7 +122,13 @@ export class ScanPipeline {
       timeoutMs: opts.timeoutMs,
       logger,
     });
-    return new ScanPipeline(model, pool, opts.policy ?? DEFAULT_POLICY, bundle, opts);
+    const policy = opts.policy ?? DEFAULT_POLICY;
+    if (bundle?.detectors) {
+      const floors = Object.fromEntries(Object.entries(bundle.detectors).filter(([, d]) => d.calibrated).map(([id, d]) => [id, d.pValueFloor()]));
+      // A threshold below what the calibration set can resolve would silently never fire: say so at start-up.
+      for (const problem of unreachableThresholds(policy, floors)) logger.warn({ event: 'policy_unreachable' }, problem);
+    }
+    return new ScanPipeline(model, pool, policy, bundle, opts);
   }
 
   /** Instances waiting for or inside inference. */

@@ -74,6 +74,27 @@ export interface Decision {
   pValue?: number;
 }
 
+/**
+ * The policy's thresholds that the deciding detectors cannot reach: with n calibration scores a conformal p-value
+ * is at least 1 / (n + 1) (`floors`: per detector, the largest over its calibration groups), and Bonferroni
+ * multiplies the smallest by the number of detectors, so the combined p-value never goes below that. Returns one
+ * sentence per unreachable threshold (empty when both can be reached).
+ */
+export function unreachableThresholds(policy: Policy, floors: Record<string, number>): string[] {
+  const used = policy.decideBy.filter((name) => floors[name] !== undefined);
+  if (used.length === 0) return [];
+  const floor = combinePValues(used.map((name) => floors[name]));
+  const problems: string[] = [];
+  for (const key of ['blockFpr', 'flagFpr'] as const) {
+    if (policy[key] < floor) {
+      problems.push(`policy.${key} ${policy[key]} is below ${fmt(floor)}, the smallest p-value that ${used.join('+')} can give `
+        + `(for all instances, or those of one predicted class) with this bundle's calibration set: those instances can never be `
+        + `${key === 'blockFpr' ? 'blocked' : 'flagged'} by the detectors. Raise it, or refit the bundle with a larger calibration split.`);
+    }
+  }
+  return problems;
+}
+
 /** Bonferroni: valid whatever the dependence between detectors. */
 export function combinePValues(pValues: number[]): number {
   if (pValues.length === 0) return 1;

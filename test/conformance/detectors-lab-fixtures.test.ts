@@ -10,6 +10,7 @@ import { ScanPipeline } from '../../src/pipeline';
 import { DEFAULT_BUNDLE_PATH } from '../../src/core/defaults';
 import { readManifest, truthy } from '../../src/detectors/dataset';
 import { auroc } from '../../src/detectors/evaluation';
+import { DEFAULT_POLICY, unreachableThresholds } from '../../src/policy';
 
 const FIXTURES = path.resolve(__dirname, '..', 'fixtures', 'lab', 'manifest.csv');
 /** Measured on the committed fixtures with the committed bundle (same scan + auroc as below): uad 0.972, mgm 0.915 (docs/evaluation.md); bound = measured − ~0.03. */
@@ -45,5 +46,14 @@ describe('detectors on the committed lab fixtures', () => {
     expect(clean[detector]?.length).toBeGreaterThanOrEqual(10);
     expect(adv[detector]?.length).toBeGreaterThanOrEqual(10);
     expect(auroc(clean[detector], adv[detector])).toBeGreaterThan(bound);
+  });
+
+  it('lets the default policy block: the deciding detectors resolve p-values below blockFpr', () => {
+    const detectors = pipeline.bundle!.detectors!;
+    const floors = Object.fromEntries(Object.entries(detectors).map(([id, d]) => [id, d.pValueFloor()]));
+    for (const id of DEFAULT_POLICY.decideBy) expect(floors[id]).toBeLessThanOrEqual(DEFAULT_POLICY.blockFpr);
+    expect(unreachableThresholds(DEFAULT_POLICY, floors)).toEqual([]);
+    // and a stricter block rate than the calibration set resolves is reported
+    expect(unreachableThresholds({ ...DEFAULT_POLICY, blockFpr: floors.uad / 2 }, floors)).toHaveLength(1);
   });
 });

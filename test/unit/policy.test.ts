@@ -1,4 +1,4 @@
-import { DEFAULT_POLICY, applyStudyRule, combinePValues, decide, isApplicable, validatePolicy, worstVerdict, type InstanceOutcome, type Policy } from '../../src/policy';
+import { DEFAULT_POLICY, applyStudyRule, combinePValues, decide, isApplicable, unreachableThresholds, validatePolicy, worstVerdict, type InstanceOutcome, type Policy } from '../../src/policy';
 
 const policy: Policy = { ...DEFAULT_POLICY, decideBy: ['uad'], flagFpr: 0.05, blockFpr: 0.005 };
 const scanned = (p: number): InstanceOutcome => ({ kind: 'scanned', scores: { uad: { score: 1, pValue: p } } });
@@ -65,6 +65,28 @@ describe('applicability', () => {
   });
   it('rejects an instance missing a selected attribute', () => {
     expect(isApplicable({ modality: 'DX' }, { bodyParts: ['CHEST'] })).toBe(false);
+  });
+});
+
+describe('unreachableThresholds', () => {
+  const floors = { uad: 1 / 392, kd: 1 / 216 }; // 391 and 215 calibration scores
+  it('says nothing when the deciding detector can reach both thresholds', () => {
+    expect(unreachableThresholds({ ...DEFAULT_POLICY, decideBy: ['uad'] }, floors)).toEqual([]);
+  });
+  it('names a block threshold below the smallest p-value the calibration set allows', () => {
+    const problems = unreachableThresholds({ ...DEFAULT_POLICY, decideBy: ['uad'], blockFpr: 0.001 }, floors);
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(/^policy\.blockFpr 0\.001 is below 0\.0026.*uad.*can never be blocked/);
+  });
+  it('accounts for Bonferroni: two detectors double the floor', () => {
+    // 2 × min(1/392, 1/216) = 0.0051 > 0.005: each alone could block at 0.005, together they cannot
+    expect(unreachableThresholds({ ...DEFAULT_POLICY, decideBy: ['uad'] }, floors)).toEqual([]);
+    expect(unreachableThresholds({ ...DEFAULT_POLICY, decideBy: ['kd'] }, floors)).toEqual([]);
+    expect(unreachableThresholds({ ...DEFAULT_POLICY, decideBy: ['uad', 'kd'] }, floors).join()).toMatch(/blockFpr 0\.005 .*uad\+kd/);
+  });
+  it('flags an unreachable flag threshold too, and ignores detectors the bundle lacks', () => {
+    expect(unreachableThresholds({ ...DEFAULT_POLICY, decideBy: ['uad'], blockFpr: 0.0001, flagFpr: 0.0002 }, floors)).toHaveLength(2);
+    expect(unreachableThresholds({ ...DEFAULT_POLICY, decideBy: ['lid'], blockFpr: 0.0001 }, floors)).toEqual([]);
   });
 });
 
