@@ -70,10 +70,10 @@ export interface Detector {
   /** Score threshold at a target false-positive rate: pValue(score) ≤ fpr ⇔ score > threshold(fpr). */
   threshold(fpr: number, predictedClass?: number): number;
   /**
-   * The smallest p-value the detector can give, in the calibration group that allows the least: 1 / (n + 1)
-   * for n calibration scores (per predicted class when calibrated by class). An FPR below it is never reached.
+   * The smallest p-value the detector can give an instance of this predicted class: 1 / (n + 1) for the n
+   * calibration scores it is compared with (its class's when calibrated by class). An FPR below it is never reached.
    */
-  pValueFloor(): number;
+  pValueFloor(predictedClass?: number): number;
   save(): DetectorState;
 }
 
@@ -214,10 +214,8 @@ export abstract class BaseDetector implements Detector {
     return this.calibratorFor(predictedClass).threshold(fpr);
   }
 
-  pValueFloor(): number {
-    const groups = this.classCalibrators.filter((c): c is ConformalCalibrator => c !== undefined);
-    if (groups.length === 0) groups.push(this.calibratorFor());
-    return Math.max(...groups.map((c) => 1 / (c.n + 1)));
+  pValueFloor(predictedClass?: number): number {
+    return 1 / (this.calibratorFor(predictedClass).n + 1);
   }
 
   save(): DetectorState {

@@ -124,7 +124,8 @@ export class ScanPipeline {
     });
     const policy = opts.policy ?? DEFAULT_POLICY;
     if (bundle?.detectors) {
-      const floors = Object.fromEntries(Object.entries(bundle.detectors).filter(([, d]) => d.calibrated).map(([id, d]) => [id, d.pValueFloor()]));
+      const calibrated = Object.entries(bundle.detectors).filter(([, d]) => d.calibrated);
+      const floors = Object.fromEntries(m.classes.map((label, c) => [label, Object.fromEntries(calibrated.map(([id, d]) => [id, d.pValueFloor(c)]))]));
       // A threshold below what the calibration set can resolve would silently never fire: say so at start-up.
       for (const problem of unreachableThresholds(policy, floors)) logger.warn({ event: 'policy_unreachable' }, problem);
     }

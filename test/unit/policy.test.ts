@@ -69,20 +69,23 @@ describe('applicability', () => {
 });
 
 describe('unreachableThresholds', () => {
-  const floors = { uad: 1 / 392, kd: 1 / 216 }; // 391 and 215 calibration scores
+  // UAD calibrated marginally (391 scores), KD by class (215 "normal", 567 "pneumonia")
+  const floors = { normal: { uad: 1 / 392, kd: 1 / 216 }, pneumonia: { uad: 1 / 392, kd: 1 / 568 } };
   it('says nothing when the deciding detector can reach both thresholds', () => {
     expect(unreachableThresholds({ ...DEFAULT_POLICY, decideBy: ['uad'] }, floors)).toEqual([]);
   });
   it('names a block threshold below the smallest p-value the calibration set allows', () => {
     const problems = unreachableThresholds({ ...DEFAULT_POLICY, decideBy: ['uad'], blockFpr: 0.001 }, floors);
     expect(problems).toHaveLength(1);
-    expect(problems[0]).toMatch(/^policy\.blockFpr 0\.001 is below 0\.0026.*uad.*can never be blocked/);
+    expect(problems[0]).toMatch(/^policy\.blockFpr 0\.001 is below 0\.0026.* uad can give any instance .*no instance can ever be blocked/);
+  });
+  it('names the predicted classes a class-calibrated detector cannot reach', () => {
+    const problems = unreachableThresholds({ ...DEFAULT_POLICY, decideBy: ['kd'], blockFpr: 0.003 }, floors);
+    expect(problems).toEqual([expect.stringMatching(/below 0\.0046.*instances predicted "normal".*those can never be blocked/)]);
   });
   it('accounts for Bonferroni: two detectors double the floor', () => {
-    // 2 × min(1/392, 1/216) = 0.0051 > 0.005: each alone could block at 0.005, together they cannot
-    expect(unreachableThresholds({ ...DEFAULT_POLICY, decideBy: ['uad'] }, floors)).toEqual([]);
-    expect(unreachableThresholds({ ...DEFAULT_POLICY, decideBy: ['kd'] }, floors)).toEqual([]);
-    expect(unreachableThresholds({ ...DEFAULT_POLICY, decideBy: ['uad', 'kd'] }, floors).join()).toMatch(/blockFpr 0\.005 .*uad\+kd/);
+    // per class 2 × min(floors): normal 2/392 = 0.0051 > 0.005, pneumonia 2/568 = 0.0035 ≤ 0.005
+    expect(unreachableThresholds({ ...DEFAULT_POLICY, decideBy: ['uad', 'kd'] }, floors)).toEqual([expect.stringMatching(/blockFpr 0\.005 .*uad\+kd.*"normal"/)]);
   });
   it('flags an unreachable flag threshold too, and ignores detectors the bundle lacks', () => {
     expect(unreachableThresholds({ ...DEFAULT_POLICY, decideBy: ['uad'], blockFpr: 0.0001, flagFpr: 0.0002 }, floors)).toHaveLength(2);
