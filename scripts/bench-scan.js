@@ -10,7 +10,8 @@
  *
  * Model: the given path, else the embedded default model, else a generated test model. `--heavy` generates a
  * synthetic extractor with about ResNet-50's cost (≈4 GFLOP at 224×224) from test/fixtures/onnx.
- * Inputs: *.dcm under --files, else test/fixtures/lab when present, else a synthetic 8-bit 224×224 CR DICOM.
+ * Inputs: *.dcm under --files, else test/fixtures/lab when present, else a synthetic 8-bit 224×224 CR DICOM;
+ * --size N: three synthetic 16-bit N×N CRs without a VOI window (radiograph-sized decode and preprocess).
  */
 const fs = require('node:fs');
 const os = require('node:os');
