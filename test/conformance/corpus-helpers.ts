@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { decodeInstance, isSkipped } from '../../src/dicom';
 import { isWardenError } from '../../src/core/errors';
+import { parseCsv } from '../../src/detectors/dataset';
 import type { DecodedInstance } from '../../src/core/types';
 
 /** shared/ sits beside the repository root, locally and in CI. */
@@ -19,31 +20,9 @@ export function listFiles(dir: string): string[] {
   return out.sort();
 }
 
-/** Minimal RFC 4180 CSV reader (quoted fields, doubled quotes, commas inside quotes). */
+/** A manifest.csv as rows keyed by its header (the same RFC 4180 reader `warden fit` uses). */
 export function readCsv(file: string): Record<string, string>[] {
-  const text = fs.readFileSync(file, 'utf8');
-  const rows: string[][] = [];
-  let row: string[] = [];
-  let field = '';
-  let q = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (q) {
-      if (c === '"' && text[i + 1] === '"') { field += '"'; i++; }
-      else if (c === '"') q = false;
-      else field += c;
-    } else if (c === '"') q = true;
-    else if (c === ',') { row.push(field); field = ''; }
-    else if (c === '\n' || c === '\r') {
-      if (c === '\r' && text[i + 1] === '\n') i++;
-      row.push(field); field = '';
-      if (row.length > 1 || row[0] !== '') rows.push(row);
-      row = [];
-    } else field += c;
-  }
-  if (field !== '' || row.length) { row.push(field); rows.push(row); }
-  const [head, ...body] = rows;
-  return body.map((r) => Object.fromEntries(head.map((h, i) => [h, r[i] ?? ''])));
+  return parseCsv(fs.readFileSync(file, 'utf8'));
 }
 
 export type Outcome =

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DEFAULT_BUNDLE_PATH, DEFAULT_MODEL_PATH } from '../../src/core/defaults';
+import { parseCsv } from '../../src/detectors/dataset';
 
 /** The committed lab fixture studies (test/fixtures/lab/manifest.csv: file, study_uid, sop_uid, kind, attack, eps, success, …). */
 export const LAB_DIR = path.resolve(__dirname, '..', 'fixtures', 'lab');
@@ -13,30 +14,8 @@ export function labArtefactsPresent(): { ok: boolean; missing: string[] } {
   return { ok: missing.length === 0, missing };
 }
 
-function parseCsvLine(line: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  let quoted = false;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i];
-    if (quoted) {
-      if (c === '"' && line[i + 1] === '"') { cur += '"'; i++; } else if (c === '"') quoted = false; else cur += c;
-    } else if (c === '"') quoted = true;
-    else if (c === ',') { out.push(cur); cur = ''; } else cur += c;
-  }
-  out.push(cur);
-  return out;
-}
-
 export function readLabManifest(manifest = LAB_MANIFEST): LabRow[] {
-  const [header, ...lines] = fs.readFileSync(manifest, 'utf8').split(/\r?\n/).filter((l) => l.trim());
-  const cols = parseCsvLine(header);
-  return lines.map((l) => {
-    const v = parseCsvLine(l);
-    const row = Object.fromEntries(cols.map((c, i) => [c, v[i] ?? ''])) as unknown as LabRow;
-    row.path = path.resolve(path.dirname(manifest), row.file);
-    return row;
-  });
+  return parseCsv(fs.readFileSync(manifest, 'utf8')).map((r) => ({ ...r, path: path.resolve(path.dirname(manifest), r.file) }) as unknown as LabRow);
 }
 
 /** Rows grouped by study, in manifest order. */

@@ -10,28 +10,37 @@ export interface CodestreamInfo {
   precision: number;
 }
 
-/** JPEG (ISO 10918) and JPEG-LS: the first SOFn / SOF55 segment. */
-function peekJpeg(b: Uint8Array): CodestreamInfo | undefined {
-  if (b.length < 4 || b[0] !== 0xff || b[1] !== 0xd8) return undefined;
+/**
+ * The marker segments of a JPEG / JPEG-LS codestream up to and including the first SOS, in order: marker and
+ * offset of its 0xFF. Fill bytes and standalone markers (SOI, TEM, RSTn) are stepped over; stops at anything
+ * that is not a marker.
+ */
+function* jpegSegments(b: Uint8Array): Generator<{ marker: number; at: number }> {
+  if (b.length < 4 || b[0] !== 0xff || b[1] !== 0xd8) return;
   let p = 2;
   while (p + 4 <= b.length) {
-    if (b[p] !== 0xff) return undefined;
+    if (b[p] !== 0xff) return;
     const m = b[p + 1];
     if (m === 0xff) { p++; continue; }
     if (m === 0xd8 || m === 0x01 || (m >= 0xd0 && m <= 0xd7)) { p += 2; continue; }
-    const len = (b[p + 2] << 8) | b[p + 3];
+    yield { marker: m, at: p };
+    if (m === 0xda || m === 0xd9) return;
+    p += 2 + ((b[p + 2] << 8) | b[p + 3]);
+  }
+}
+
+/** JPEG (ISO 10918) and JPEG-LS: the first SOFn / SOF55 segment. */
+function peekJpeg(b: Uint8Array): CodestreamInfo | undefined {
+  for (const { marker: m, at: p } of jpegSegments(b)) {
     const isSof = (m >= 0xc0 && m <= 0xcf && m !== 0xc4 && m !== 0xc8 && m !== 0xcc) || m === 0xf7;
-    if (isSof) {
-      if (p + 10 > b.length) return undefined;
-      return {
-        precision: b[p + 4],
-        height: (b[p + 5] << 8) | b[p + 6],
-        width: (b[p + 7] << 8) | b[p + 8],
-        components: b[p + 9],
-      };
-    }
-    if (m === 0xda || m === 0xd9) return undefined;
-    p += 2 + len;
+    if (!isSof) continue;
+    if (p + 10 > b.length) return undefined;
+    return {
+      precision: b[p + 4],
+      height: (b[p + 5] << 8) | b[p + 6],
+      width: (b[p + 7] << 8) | b[p + 8],
+      components: b[p + 9],
+    };
   }
   return undefined;
 }
@@ -63,19 +72,10 @@ export function peekCodestream(b: Uint8Array): CodestreamInfo | undefined {
 
 /** JPEG-LS: the interleave mode (ILV) of the first scan: 0 none (planar output), 1 line, 2 sample. */
 export function jpegLsInterleaveMode(b: Uint8Array): number | undefined {
-  if (b.length < 4 || b[0] !== 0xff || b[1] !== 0xd8) return undefined;
-  let p = 2;
-  while (p + 4 <= b.length) {
-    if (b[p] !== 0xff) return undefined;
-    const m = b[p + 1];
-    if (m === 0xff) { p++; continue; }
-    const len = (b[p + 2] << 8) | b[p + 3];
-    if (m === 0xda) {
-      const ns = b[p + 4];
-      const q = p + 5 + 2 * ns; // after component specs: NEAR, ILV
-      return q + 1 < b.length ? b[q + 1] : undefined;
-    }
-    p += 2 + len;
+  for (const { marker, at: p } of jpegSegments(b)) {
+    if (marker !== 0xda) continue;
+    const q = p + 5 + 2 * b[p + 4]; // after the component specs: NEAR, ILV
+    return q + 1 < b.length ? b[q + 1] : undefined;
   }
   return undefined;
 }
