@@ -56,13 +56,13 @@ function timing(header, name) {
  * that load drift hits both alike; the two never run at the same time.
  */
 async function latency(m, instance, sink) {
-  const { ScanPipeline } = require(path.join(L.ROOT, 'dist', 'pipeline'));
+  const { compose } = require(path.join(L.ROOT, 'dist', 'pipeline'));
   const { decodeInstance } = require(path.join(L.ROOT, 'dist', 'dicom'));
   const { preprocess } = require(path.join(L.ROOT, 'dist', 'models', 'preprocess.js'));
   step = `latency: ${m.label}`;
   const env = m.modelPath ? { WARDEN_MODEL_PATH: m.modelPath, WARDEN_BUNDLE_PATH: '' } : {};
   const warden = await L.startWarden(sink.url, env);
-  const pipeline = await ScanPipeline.create(m.modelPath ? { modelPath: m.modelPath, bundlePath: null } : {});
+  const { pipeline } = await compose(m.modelPath ? { modelPath: m.modelPath, bundlePath: null } : {});
   try {
     const input = preprocess(await decodeInstance(new Uint8Array(instance)), pipeline.manifest);
     const boundary = 'latboundary';

@@ -24,7 +24,7 @@ if (!fs.existsSync(dist('pipeline/index.js'))) {
   console.error('bench:scan: not built; run `npx tsc -p tsconfig.json` first');
   process.exit(2);
 }
-const { ScanPipeline } = require(dist('pipeline/index.js'));
+const { compose } = require(dist('pipeline/index.js'));
 const { DEFAULT_MODEL_PATH } = require(dist('core/defaults.js'));
 const { decodeInstance } = require(dist('dicom/index.js'));
 const { preprocess } = require(dist('models/preprocess.js'));
@@ -149,11 +149,11 @@ async function main() {
   }
 
   const logger = require('pino')({ level: 'warn' }, require('pino').destination(2));
-  const pipeline = await ScanPipeline.create({
+  const { pipeline } = await compose({
     modelPath, bundlePath: modelPath === DEFAULT_MODEL_PATH ? undefined : null,
     workers: o.workers, threadsPerWorker: o.threads, timeoutMs: 0, logger,
   });
-  const ex = await pipeline.scan(inputs[0]);
+  const ex = (await pipeline.scan(inputs[0])).record;
   if (ex.status !== 'scanned') throw new Error(`bench input did not scan: ${JSON.stringify(ex)}`);
 
   // warm-up (JIT, ORT arenas)
@@ -167,7 +167,7 @@ async function main() {
   const bareRun = [];
   const roundTrip = [];
   for (let i = 0; i < o.n; i++) {
-    const rec = await pipeline.scan(inputs[i % inputs.length]);
+    const rec = (await pipeline.scan(inputs[i % inputs.length])).record;
     for (const k of Object.keys(stages)) if (typeof rec.timings[k] === 'number') stages[k].push(rec.timings[k]);
     const res = await pipeline.infer({ tensor: new Float32Array(input.tensor), shape: input.shape });
     bareRun.push(res.runMs);

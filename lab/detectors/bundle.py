@@ -1,4 +1,4 @@
-"""Readers for Warden's detector bundle (src/detectors/bundle.ts) and feature dump (src/detectors/features-io.ts)."""
+"""Readers for Warden's detector bundle (src/detectors/bundle.ts) and feature dump (src/eval/features-io.ts)."""
 import csv
 import json
 import os
@@ -36,7 +36,7 @@ def read_dump(d):
 
 
 def parse_source(spec):
-    """'path[:v1,v2]' as in src/detectors/dataset.ts -> (path, [values])."""
+    """'path[:v1,v2]' as in src/eval/dataset.ts -> (path, [values])."""
     if ':' in spec and not os.path.exists(spec):
         p, suffix = spec.rsplit(':', 1)
         if '/' not in suffix:

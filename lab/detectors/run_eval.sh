@@ -28,5 +28,5 @@ $W eval --bundle data/variants.bundle --manifest data/features --out data/eval-v
 step "parity with the Python reference on real features"
 $PY lab/detectors/parity_real.py --features data/features --bundle models/warden-cxr-ref.bundle --scores data/eval/scores.csv --json data/eval/parity.json
 step "benchmark"
-node dist/detectors/bench.js --features data/features --bundle models/warden-cxr-ref.bundle | tee data/eval/bench.txt
+node dist/eval/bench-detectors.js --features data/features --bundle models/warden-cxr-ref.bundle | tee data/eval/bench.txt
 step "done: data/eval/report.md, data/eval-variants/report.md"

@@ -4,15 +4,15 @@ import { performance } from 'node:perf_hooks';
 import type { Command } from 'commander';
 import { WardenError } from '../core/errors';
 import { DEFAULT_MODEL_PATH } from '../core/defaults';
-import { ScanPipeline } from '../pipeline';
+import { EXTRACT_ONLY, cliRuntime, type ModelFlags } from './runtime';
 import { instanceOf, loadBundle, type FittedBundle } from '../detectors';
-import { parseSourceSpec, toCsv, truthy } from '../detectors/dataset';
+import { parseSourceSpec, toCsv, truthy } from '../eval';
 import {
   auroc, eps255, epsLabel, groupKeys, rateAtOrBelow, renderMarkdown, rocCurve, rocSvg,
   type BenignRow, type CleanRow, type EvalReport, type EvalRow,
-} from '../detectors/evaluation';
+} from '../eval';
 import { extractFeatures, itemsOf, selectDump } from './features';
-import { readFeatureDump, type FeatureDump } from '../detectors/features-io';
+import { readFeatureDump, type FeatureDump } from '../eval';
 import { sha256File } from './fit';
 
 /**
@@ -23,16 +23,13 @@ import { sha256File } from './fit';
  * (lab/detectors/baselines.py) on the same feature dump.
  */
 
-interface EvalCliOptions {
+interface EvalCliOptions extends ModelFlags {
   bundle: string;
   manifest: string;
   out: string;
-  model?: string;
   baselines?: string[];
   cleanSplit: string;
   splitColumn: string;
-  workers: string;
-  threads?: string;
 }
 
 function num(v: string | undefined): number | undefined {
@@ -149,11 +146,11 @@ export function register(program: Command): void {
         dump = selectDump(full, ix);
       } else {
         const items = itemsOf(spec, opts.splitColumn).filter((it) => keep(it.meta));
-        const pipeline = await ScanPipeline.create({ modelPath, bundlePath: null, workers: Number(opts.workers), threadsPerWorker: opts.threads ? Number(opts.threads) : undefined, timeoutMs: 0, maxQueue: 1024 });
+        const runtime = await cliRuntime({ ...opts, model: modelPath }, EXTRACT_ONLY);
         try {
-          dump = await extractFeatures(pipeline, items, { label: 'eval' });
+          dump = await extractFeatures(runtime.pipeline, items, { label: 'eval' });
         } finally {
-          await pipeline.close();
+          await runtime.close();
         }
       }
       const extractS = (performance.now() - t0) / 1000;

@@ -3,15 +3,16 @@ import * as path from 'node:path';
 import type { Command } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import { WardenError } from '../core/errors';
-import { ScanPipeline } from '../pipeline';
-import type { FeatureTable, LayerMatrix } from '../detectors/detector';
-import { listFiles, parseSourceSpec, readManifest, selectRows, type SourceSpec } from '../detectors/dataset';
-import { readFeatureDump, writeFeatureDump, type FeatureDump } from '../detectors/features-io';
+import type { ScanPipeline } from '../pipeline';
+import { EXTRACT_ONLY, cliRuntime, type ModelFlags } from './runtime';
+import type { FeatureTable, LayerMatrix } from '../detectors';
+import { listFiles, parseSourceSpec, readManifest, selectRows, type SourceSpec } from '../eval';
+import { readFeatureDump, writeFeatureDump, type FeatureDump } from '../eval';
 
 /**
  * `warden features --manifest <csv[:splits]> --out <dir>`: runs every selected instance through
  * ScanPipeline.extract (decode → preprocess → model, no detectors) and writes all feature layers as .npy plus
- * meta.csv (see src/detectors/features-io.ts). The dump feeds `warden fit/eval` and the lab's Python.
+ * meta.csv (see src/eval/features-io.ts). The dump feeds `warden fit/eval` and the lab's Python.
  */
 
 export interface ExtractOptions {
@@ -124,14 +125,11 @@ export function selectDump(d: FeatureDump, idx: number[]): FeatureDump {
   };
 }
 
-interface FeaturesCliOptions {
+interface FeaturesCliOptions extends ModelFlags {
   manifest: string;
   out: string;
-  model?: string;
   splitColumn: string;
   kind?: string;
-  workers: string;
-  threads?: string;
 }
 
 export function register(program: Command): void {
@@ -147,7 +145,8 @@ export function register(program: Command): void {
     .option('--threads <n>', 'ONNX Runtime threads per worker', '1')
     .action(async (opts: FeaturesCliOptions) => {
       const spec = parseSourceSpec(opts.manifest);
-      const pipeline = await ScanPipeline.create({ modelPath: opts.model, bundlePath: null, workers: Number(opts.workers), threadsPerWorker: opts.threads ? Number(opts.threads) : undefined, timeoutMs: 0, maxQueue: 1024 });
+      const runtime = await cliRuntime(opts, EXTRACT_ONLY);
+      const { pipeline } = runtime;
       try {
         const dump = await featuresFor(spec, opts.splitColumn, opts.kind, async () => pipeline, { model: opts.model, label: 'features' });
         dump.header.source = opts.manifest;
@@ -155,7 +154,7 @@ export function register(program: Command): void {
         process.stderr.write(`wrote ${dump.table.n} instances (${Object.keys(dump.table.layers).length} layers, ${dump.header.errors ?? 0} failed) to ${opts.out}\n`);
         if (dump.header.errors) process.exitCode = 1;
       } finally {
-        await pipeline.close();
+        await runtime.close();
       }
     });
 }

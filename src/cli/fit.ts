@@ -4,9 +4,10 @@ import * as path from 'node:path';
 import type { Command } from 'commander';
 import { WardenError } from '../core/errors';
 import { DEFAULT_MODEL_PATH } from '../core/defaults';
-import { ScanPipeline } from '../pipeline';
+import type { Runtime } from '../pipeline';
+import { EXTRACT_ONLY, cliRuntime, type ModelFlags } from './runtime';
 import { DEFAULT_SPECS, fitBundle, saveBundle, type DetectorSpec } from '../detectors';
-import { parseSourceSpec } from '../detectors/dataset';
+import { parseSourceSpec } from '../eval';
 import { featuresFor } from './features';
 
 /**
@@ -17,16 +18,13 @@ import { featuresFor } from './features';
  *   warden fit --train data/manifest.csv:model_train,detector_fit --calibration data/manifest.csv:calibration --out b
  */
 
-interface FitCliOptions {
-  model?: string;
+interface FitCliOptions extends Omit<ModelFlags, 'detectors'> {
   train: string;
   calibration: string;
   out: string;
   splitColumn: string;
   detectors?: string;
   spec?: string;
-  workers: string;
-  threads?: string;
 }
 
 export function sha256File(file: string): string {
@@ -65,10 +63,10 @@ export function register(program: Command): void {
       const specs = resolveSpecs(opts.detectors, opts.spec);
       const trainSpec = parseSourceSpec(opts.train);
       const calSpec = parseSourceSpec(opts.calibration);
-      let pipeline: ScanPipeline | undefined;
+      let runtime: Runtime | undefined;
       const getPipeline = async () => {
-        pipeline ??= await ScanPipeline.create({ modelPath, bundlePath: null, workers: Number(opts.workers), threadsPerWorker: opts.threads ? Number(opts.threads) : undefined, timeoutMs: 0, maxQueue: 1024 });
-        return pipeline;
+        runtime ??= await cliRuntime({ config: opts.config, model: modelPath, workers: opts.workers, threads: opts.threads }, EXTRACT_ONLY);
+        return runtime.pipeline;
       };
       try {
         const train = await featuresFor(trainSpec, opts.splitColumn, 'clean', getPipeline, { label: 'train      ' });
@@ -94,7 +92,7 @@ export function register(program: Command): void {
         saveBundle(opts.out, contents);
         process.stderr.write(`wrote ${opts.out} (${(fs.statSync(opts.out).size / 1e6).toFixed(2)} MB)\n`);
       } finally {
-        await pipeline?.close();
+        await runtime?.close();
       }
     });
 }

@@ -2,7 +2,9 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import { WardenError } from '../core/errors';
-import { ScanPipeline, type ScanRecord } from '../pipeline';
+import { decide } from '../policy';
+import type { ScanPipeline, ScanRecord } from '../pipeline';
+import { cliRuntime, type ModelFlags } from './runtime';
 
 /**
  * `warden scan <files|folders…>`: files → verdict records, through the same ScanPipeline the proxy uses.
@@ -10,16 +12,8 @@ import { ScanPipeline, type ScanRecord } from '../pipeline';
  * ended in status 'error', 0 otherwise; 2 when the pipeline cannot start (model, bundle, usage).
  */
 
-interface ScanCliOptions {
-  model?: string;
-  bundle?: string;
-  detectors: boolean;
+interface ScanCliOptions extends ModelFlags {
   json?: boolean;
-  providers?: string;
-  workers?: string;
-  threads?: string;
-  frame?: string;
-  timeout?: string;
 }
 
 export function register(program: Command): void {
@@ -27,25 +21,19 @@ export function register(program: Command): void {
     .command('scan')
     .description('Scan DICOM files or folders (recursively) and print one verdict record per instance')
     .argument('<paths...>', 'DICOM files or folders')
+    .option('-c, --config <file>', 'the gateway configuration whose model and policy sections apply (default: $WARDEN_CONFIG, else the defaults)')
     .option('--model <file>', 'ONNX model (default: the embedded reference model)')
     .option('--bundle <file>', 'detector bundle (default: the embedded bundle, with the embedded model)')
     .option('--no-detectors', 'predictions only: no detectors, no verdict for scanned instances')
     .option('--json', 'one JSON record per line on stdout; summary on stderr')
-    .option('--providers <list>', 'execution providers in order, comma-separated (cuda,tensorrt,cpu)', 'cpu')
-    .option('--workers <n>', 'inference worker threads', '1')
+    .option('--providers <list>', 'execution providers in order, comma-separated (cuda,tensorrt,cpu); default model.provider')
+    .option('--workers <n>', 'inference worker threads (default model.workers, 1)')
     .option('--threads <n>', 'ONNX Runtime threads per worker (default: cpus / workers)')
-    .option('--frame <which>', "frame of multi-frame instances to scan: 'first' or 'middle'", 'first')
-    .option('--timeout <ms>', 'inference deadline per instance, ms', '30000')
+    .option('--frame <which>', "frame of multi-frame instances to scan: 'first' or 'middle' (default model.frame, first)")
+    .option('--timeout <ms>', 'inference deadline per instance, ms (default limits.scanTimeoutMs)')
     .action(async (paths: string[], opts: ScanCliOptions) => {
       process.exitCode = await runScan(paths, opts);
     });
-}
-
-function positiveInt(value: string | undefined, name: string): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new WardenError('USAGE', `${name} must be a positive integer (got ${value}).`);
-  return n;
 }
 
 /** Files under the given paths, folders recursed, in a stable (sorted) order. */
@@ -77,22 +65,10 @@ export async function collectFiles(paths: string[]): Promise<string[]> {
 }
 
 export async function runScan(paths: string[], opts: ScanCliOptions): Promise<number> {
-  if (opts.frame !== 'first' && opts.frame !== 'middle' && opts.frame !== undefined) {
-    throw new WardenError('USAGE', `--frame must be 'first' or 'middle' (got ${opts.frame}).`);
-  }
-  const workers = positiveInt(opts.workers, '--workers') ?? 1;
   const files = await collectFiles(paths);
-  const pipeline = await ScanPipeline.create({
-    modelPath: opts.model,
-    bundlePath: opts.detectors === false ? null : opts.bundle,
-    providers: (opts.providers ?? 'cpu').split(',').map((s) => s.trim()).filter(Boolean),
-    workers,
-    threadsPerWorker: positiveInt(opts.threads, '--threads'),
-    timeoutMs: positiveInt(opts.timeout, '--timeout'),
-    frame: (opts.frame as 'first' | 'middle' | undefined) ?? 'first',
-    // The CLI queues at most `window` instances itself, so the pool queue never overflows.
-    maxQueue: Math.max(64, workers * 4),
-  });
+  const runtime = await cliRuntime(opts);
+  const { pipeline } = runtime;
+  const workers = runtime.pipeline.pool.size;
   const json = !!opts.json;
   const counts = { scanned: 0, skipped: 0, error: 0 } as Record<ScanRecord['status'], number>;
   const verdicts: Record<string, number> = {};
@@ -121,7 +97,7 @@ export async function runScan(paths: string[], opts: ScanCliOptions): Promise<nu
       if (next < files.length) inflight.push(startOne(next++));
     }
   } finally {
-    await pipeline.close();
+    await runtime.close();
   }
   const total = files.length;
   const summary = `${total} instance${total === 1 ? '' : 's'} in ${((Date.now() - started) / 1000).toFixed(2)} s: `
@@ -136,12 +112,13 @@ async function scanFile(pipeline: ScanPipeline, file: string): Promise<ScanRecor
   try {
     bytes = await fsp.readFile(file);
   } catch (err) {
+    const decision = decide({ kind: 'error', code: 'FILE_UNREADABLE' }, pipeline.policy);
     return {
-      file, status: 'error', error: { code: 'INTERNAL', message: `Cannot read ${file}: ${(err as Error).message}` },
-      verdict: pipeline.policy.onError.decode, reasons: ['error:INTERNAL'], timings: { total: 0 },
+      file, status: 'error', error: { code: 'FILE_UNREADABLE', message: `Cannot read ${file}: ${(err as Error).message}` },
+      verdict: decision.verdict, reasons: decision.reasons, timings: { total: 0 },
     };
   }
-  return pipeline.scan(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), { file });
+  return (await pipeline.scan(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), { file })).record;
 }
 
 const WIDTHS = [44, 8, 8, 22, 26, 6, 8, 8];

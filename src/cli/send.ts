@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { WardenError } from '../core/errors';
-import { readIdentity } from '../proxy/identity';
+import { TAG, readHeader } from '../dicom';
 
 /**
  * `warden send <files|folders…> --url …`: STOW-RS with dicomweb-client (XMLHttpRequest from xhr2 in Node),
@@ -38,15 +38,13 @@ type Item = Record<string, { Value?: unknown[] }>;
 
 export async function sendFiles(inputs: string[], opts: SendOptions): Promise<InstanceOutcome[]> {
   // dicomweb-client speaks XMLHttpRequest; Node has none.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   (globalThis as { XMLHttpRequest?: unknown }).XMLHttpRequest ??= require('xhr2');
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { api } = require('dicomweb-client') as { api: { DICOMwebClient: new (o: object) => { storeInstances(o: object): Promise<unknown> } } };
   const byStudy = new Map<string, Array<{ file: string; bytes: Buffer; sop?: string }>>();
   const outcomes: InstanceOutcome[] = [];
   for (const file of listFiles(inputs)) {
     const bytes = fs.readFileSync(file);
-    const id = readIdentity(bytes);
+    const id = readHeader(bytes);
     if (!id) { outcomes.push({ file, study: '', httpStatus: 0, outcome: 'failed', reason: 'not a DICOM Part-10 file (not sent)' }); continue; }
     const key = id.studyInstanceUid ?? '';
     if (!byStudy.has(key)) byStudy.set(key, []);
@@ -70,19 +68,22 @@ export async function sendFiles(inputs: string[], opts: SendOptions): Promise<In
     let body: Record<string, { Value?: Item[] }> = {};
     try { const j = JSON.parse(text); body = Array.isArray(j) ? j[0] ?? {} : j; } catch { /* not JSON */ }
     // Warden numbers each item by its part (0009,1003); other servers are matched by SOP Instance UID.
-    const keyOf = (it: Item): string => (it['00091003']?.Value?.[0] !== undefined ? `#${String(it['00091003'].Value[0])}` : String(it['00081155']?.Value?.[0]));
-    const referenced = new Map((body['00081199']?.Value ?? []).map((it) => [keyOf(it), it]));
-    const failed = new Map((body['00081198']?.Value ?? []).map((it) => [keyOf(it), it]));
+    const keyOf = (it: Item): string => {
+      const part = it[TAG.WardenPartNumber]?.Value?.[0];
+      return part !== undefined ? `#${String(part)}` : String(it[TAG.ReferencedSOPInstanceUID]?.Value?.[0]);
+    };
+    const referenced = new Map((body[TAG.ReferencedSOPSequence]?.Value ?? []).map((it) => [keyOf(it), it]));
+    const failed = new Map((body[TAG.FailedSOPSequence]?.Value ?? []).map((it) => [keyOf(it), it]));
     if (status === 200 && failed.size > 0) status = 202;
     items.forEach((i, n) => {
       const ref = referenced.get(`#${n + 1}`) ?? (i.sop ? referenced.get(i.sop) : undefined);
       const fail = failed.get(`#${n + 1}`) ?? (i.sop ? failed.get(i.sop) : undefined);
-      const reasonText = (it?: Item): string | undefined => (it?.['00091002']?.Value?.[0] as string | undefined);
+      const reasonText = (it?: Item): string | undefined => (it?.[TAG.WardenReason]?.Value?.[0] as string | undefined);
       if (ref) {
-        const flagged = ref['00091001']?.Value?.[0] === 'FLAG';
+        const flagged = ref[TAG.WardenVerdict]?.Value?.[0] === 'FLAG';
         outcomes.push({ file: i.file, study, httpStatus: status, outcome: flagged ? 'flagged' : 'stored', reason: reasonText(ref) });
       } else if (fail) {
-        const code = Number(fail['00081197']?.Value?.[0]);
+        const code = Number(fail[TAG.FailureReason]?.Value?.[0]);
         outcomes.push({ file: i.file, study, httpStatus: status, outcome: 'failed', failureReason: `0x${code.toString(16).toUpperCase().padStart(4, '0')}`, reason: reasonText(fail) });
       } else {
         outcomes.push({ file: i.file, study, httpStatus: status, outcome: status === 200 ? 'stored' : 'unknown', reason: status === 200 ? undefined : `HTTP ${status}: ${text.slice(0, 200)}` });

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config';
-import { startServer } from '../proxy/server';
+import { startServer } from '../proxy';
 
 /** `warden serve [--config file]`: the gateway. SIGTERM/SIGINT finish in-flight requests, then exit. */
 export function register(program: Command): void {

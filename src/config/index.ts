@@ -1,2 +1,2 @@
 export { ConfigSchema, type WardenConfig, type WardenConfigInput } from './schema';
-export { loadConfig, validateConfig, applyEnv, ENV_OVERRIDES } from './load';
+export { loadConfig, loadRuntimeConfig, validateConfig, applyEnv, ENV_OVERRIDES } from './load';

@@ -2,8 +2,7 @@ import * as fs from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { WardenError } from '../core/errors';
-import { validatePolicy } from '../policy';
-import { ConfigSchema, type WardenConfig } from './schema';
+import { ConfigSchema, RuntimeConfigSchema, type WardenConfig } from './schema';
 
 /** Environment variables that override one key each. `WARDEN_CONFIG` names the YAML file itself. */
 export const ENV_OVERRIDES: Record<string, { key: string; type: 'string' | 'int' | 'bool' | 'nullable-string' }> = {
@@ -73,8 +72,6 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 export function validateConfig(raw: unknown, source = 'configuration'): WardenConfig {
   const result = ConfigSchema.safeParse(raw);
   if (!result.success) throw configError(result.error.issues.map(describeIssue), source);
-  const problems = validatePolicy(result.data.policy);
-  if (problems.length) throw configError(problems, source);
   return result.data;
 }
 
@@ -84,6 +81,22 @@ export function validateConfig(raw: unknown, source = 'configuration'): WardenCo
  * @throws CONFIG_INVALID
  */
 export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env): WardenConfig {
+  const { raw, source } = readRaw(file, env);
+  return validateConfig(raw, source);
+}
+
+/**
+ * The same file and overrides for the offline commands (`warden scan`, `fit`, …): every section validated as for
+ * the gateway, but no upstream is needed. @throws CONFIG_INVALID
+ */
+export function loadRuntimeConfig(file?: string, env: NodeJS.ProcessEnv = process.env): Omit<WardenConfig, 'upstream'> {
+  const { raw, source } = readRaw(file, env);
+  const result = RuntimeConfigSchema.safeParse(raw);
+  if (!result.success) throw configError(result.error.issues.map(describeIssue), source);
+  return result.data;
+}
+
+function readRaw(file: string | undefined, env: NodeJS.ProcessEnv): { raw: Record<string, unknown>; source: string } {
   const path = file ?? (env.WARDEN_CONFIG || undefined);
   let raw: Record<string, unknown> = {};
   if (path) {
@@ -105,5 +118,5 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
     raw = (parsed ?? {}) as Record<string, unknown>;
   }
   applyEnv(raw, env);
-  return validateConfig(raw, path ? `${path} + environment` : 'environment');
+  return { raw, source: path ? `${path} + environment` : 'environment' };
 }

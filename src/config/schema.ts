@@ -1,13 +1,11 @@
 import { z } from 'zod';
+import { PolicySchema } from '../policy';
 
 /**
  * The gateway configuration: one YAML file (config/warden.example.yaml documents every key) plus `WARDEN_…`
  * environment overrides. Validated once at start-up; nothing reads raw YAML after that.
  */
 
-const verdict = z.enum(['forward', 'flag', 'block']);
-const fpr = z.number().gt(0).lt(1);
-const stringList = z.array(z.string().min(1));
 const positiveInt = z.number().int().positive();
 const httpUrl = z.string({ error: 'expected an http(s) URL such as http://127.0.0.1:8042/dicom-web' }).refine((u) => {
   try { return /^https?:$/.test(new URL(u).protocol); } catch { return false; }
@@ -39,23 +37,11 @@ export const ModelSchema = z.strictObject({
   workers: positiveInt.default(1),
   threadsPerWorker: positiveInt.nullable().default(null),
   spinWait: z.boolean().default(false),
+  /** Which frame of a multi-frame instance is scanned. */
+  frame: z.enum(['first', 'middle']).default('first'),
 });
 
-export const PolicySchema = z.strictObject({
-  applicability: z.strictObject({
-    sopClassUids: stringList.default([]),
-    // The embedded reference model reads chest radiographs: CR and DX by default; widen for other models.
-    modalities: stringList.default(['CR', 'DX']),
-    bodyParts: stringList.default([]),
-    photometric: stringList.default(['MONOCHROME1', 'MONOCHROME2']),
-  }).default({ sopClassUids: [], modalities: ['CR', 'DX'], bodyParts: [], photometric: ['MONOCHROME1', 'MONOCHROME2'] }),
-  flagFpr: fpr.default(0.05),
-  blockFpr: fpr.default(0.005),
-  decideBy: stringList.min(1).default(['uad']),
-  studyRule: z.enum(['instance', 'study']).default('instance'),
-  onError: z.strictObject({ decode: verdict.default('block'), model: verdict.default('block'), timeout: verdict.default('block') })
-    .default({ decode: 'block', model: 'block', timeout: 'block' }),
-}).refine((p) => p.blockFpr <= p.flagFpr, { message: 'blockFpr must not exceed flagFpr', path: ['blockFpr'] });
+export { PolicySchema };
 
 const MiB = 1024 * 1024;
 export const LimitsSchema = z.strictObject({
@@ -101,6 +87,9 @@ export const ConfigSchema = z.strictObject({
   wado: WadoSchema.default(WadoSchema.parse({})),
   logging: LoggingSchema.default(LoggingSchema.parse({})),
 });
+
+/** The configuration as the offline commands read it: the same sections, the upstream optional. */
+export const RuntimeConfigSchema = ConfigSchema.extend({ upstream: UpstreamSchema.optional() });
 
 export type WardenConfig = z.infer<typeof ConfigSchema>;
 export type WardenConfigInput = z.input<typeof ConfigSchema>;

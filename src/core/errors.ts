@@ -6,36 +6,41 @@
 
 export const ERROR_CATALOGUE = {
   // input: the instance itself
-  NOT_DICOM: { kind: 'input', summary: 'The bytes are not a DICOM Part-10 file or dataset.' },
-  DICOM_TRUNCATED: { kind: 'input', summary: 'The DICOM file ends before its declared content.' },
-  DICOM_MALFORMED: { kind: 'input', summary: 'The DICOM dataset is structurally invalid.' },
-  UNSUPPORTED_TRANSFER_SYNTAX: { kind: 'input', summary: 'No decoder is available for the transfer syntax.' },
-  PIXEL_DATA_LENGTH_MISMATCH: { kind: 'input', summary: 'Pixel data length disagrees with rows, columns, frames and bit depth.' },
-  PIXEL_DECODE_FAILED: { kind: 'input', summary: 'A codec failed to decode the compressed pixel data.' },
-  UNSUPPORTED_PIXEL_FORMAT: { kind: 'input', summary: 'The pixel attributes (bits, samples, photometric) are not supported.' },
-  IMAGE_TOO_LARGE: { kind: 'input', summary: 'The instance exceeds a configured size limit (bytes, pixels or frames).' },
+  NOT_DICOM: { kind: 'input', status: 400, summary: 'The bytes are not a DICOM Part-10 file or dataset.' },
+  DICOM_TRUNCATED: { kind: 'input', status: 400, summary: 'The DICOM file ends before its declared content.' },
+  DICOM_MALFORMED: { kind: 'input', status: 400, summary: 'The DICOM dataset is structurally invalid.' },
+  UNSUPPORTED_TRANSFER_SYNTAX: { kind: 'input', status: 415, summary: 'No decoder is available for the transfer syntax.' },
+  PIXEL_DATA_LENGTH_MISMATCH: { kind: 'input', status: 400, summary: 'Pixel data length disagrees with rows, columns, frames and bit depth.' },
+  PIXEL_DECODE_FAILED: { kind: 'input', status: 400, summary: 'A codec failed to decode the compressed pixel data.' },
+  UNSUPPORTED_PIXEL_FORMAT: { kind: 'input', status: 415, summary: 'The pixel attributes (bits, samples, photometric) are not supported.' },
+  IMAGE_TOO_LARGE: { kind: 'input', status: 413, summary: 'The instance exceeds a configured size limit (bytes, pixels or frames).' },
+  FILE_UNREADABLE: { kind: 'input', status: 400, summary: 'A file named on the command line could not be read.' },
   // model and detectors
-  MODEL_LOAD_FAILED: { kind: 'model', summary: 'The ONNX model could not be loaded.' },
-  MODEL_MANIFEST_INVALID: { kind: 'model', summary: 'The model manifest is missing or invalid.' },
-  MODEL_INFERENCE_FAILED: { kind: 'model', summary: 'Inference failed.' },
-  MODEL_TIMEOUT: { kind: 'model', summary: 'Inference did not finish within its deadline.' },
-  WORKER_OVERLOADED: { kind: 'model', summary: 'The inference queue is full.' },
-  BUNDLE_INVALID: { kind: 'model', summary: 'The detector bundle is missing, corrupt or of an unknown version.' },
-  BUNDLE_MODEL_MISMATCH: { kind: 'model', summary: 'The detector bundle was fitted for a different model.' },
-  DETECTOR_NOT_FITTED: { kind: 'model', summary: 'A detector was used before it was fitted or calibrated.' },
-  FEATURE_SHAPE_MISMATCH: { kind: 'model', summary: 'Feature vectors do not have the dimensions the detector expects.' },
+  MODEL_LOAD_FAILED: { kind: 'model', status: 500, summary: 'The ONNX model could not be loaded.' },
+  MODEL_MANIFEST_INVALID: { kind: 'model', status: 500, summary: 'The model manifest is missing or invalid.' },
+  MODEL_INFERENCE_FAILED: { kind: 'model', status: 500, summary: 'Inference failed.' },
+  MODEL_TIMEOUT: { kind: 'model', status: 504, summary: 'Inference did not finish within its deadline.' },
+  WORKER_OVERLOADED: { kind: 'model', status: 503, summary: 'The inference queue is full.' },
+  BUNDLE_INVALID: { kind: 'model', status: 500, summary: 'The detector bundle is missing, corrupt or of an unknown version.' },
+  BUNDLE_MODEL_MISMATCH: { kind: 'model', status: 500, summary: 'The detector bundle was fitted for a different model.' },
+  DETECTOR_NOT_FITTED: { kind: 'model', status: 500, summary: 'A detector was used before it was fitted or calibrated.' },
+  FEATURE_SHAPE_MISMATCH: { kind: 'model', status: 500, summary: 'Feature vectors do not have the dimensions the detector expects.' },
   // configuration and usage
-  CONFIG_INVALID: { kind: 'config', summary: 'The configuration is invalid.' },
-  USAGE: { kind: 'config', summary: 'The command was called with invalid arguments.' },
-  // gateway
-  MULTIPART_MALFORMED: { kind: 'input', summary: 'The multipart/related body is malformed.' },
-  UNSUPPORTED_MEDIA_TYPE: { kind: 'input', summary: 'The request content type is not supported.' },
-  BODY_TOO_LARGE: { kind: 'input', summary: 'The request body exceeds the configured limit.' },
-  UPSTREAM_UNAVAILABLE: { kind: 'upstream', summary: 'The upstream DICOMweb server could not be reached.' },
-  UPSTREAM_ERROR: { kind: 'upstream', summary: 'The upstream DICOMweb server answered with an error.' },
-  INSTANCES_WITHHELD: { kind: 'input', summary: 'Every instance of a retrieve was withheld by the policy.' },
-  GATEWAY_SATURATED: { kind: 'upstream', summary: 'Too many concurrent scans.' },
-  INTERNAL: { kind: 'internal', summary: 'An unexpected internal error.' },
+  CONFIG_INVALID: { kind: 'config', status: 500, summary: 'The configuration is invalid.' },
+  USAGE: { kind: 'config', status: 400, summary: 'The command or request was called with invalid arguments.' },
+  // gateway: the HTTP request
+  UNAUTHORIZED: { kind: 'client', status: 401, summary: 'The request carries no valid credentials for this route.' },
+  NOT_FOUND: { kind: 'client', status: 404, summary: 'No route matches the request path.' },
+  METHOD_NOT_ALLOWED: { kind: 'client', status: 405, summary: 'The route does not support the request method.' },
+  MULTIPART_MALFORMED: { kind: 'input', status: 400, summary: 'The multipart/related body is malformed.' },
+  UNSUPPORTED_MEDIA_TYPE: { kind: 'input', status: 415, summary: 'The request content type is not supported.' },
+  BODY_TOO_LARGE: { kind: 'input', status: 413, summary: 'The request body exceeds the configured limit.' },
+  INSTANCES_WITHHELD: { kind: 'input', status: 409, summary: 'Every instance of a retrieve was withheld by the policy.' },
+  GATEWAY_SATURATED: { kind: 'upstream', status: 503, summary: 'Too many concurrent scans.' },
+  // gateway: the upstream DICOMweb server
+  UPSTREAM_UNAVAILABLE: { kind: 'upstream', status: 502, summary: 'The upstream DICOMweb server could not be reached.' },
+  UPSTREAM_ERROR: { kind: 'upstream', status: 502, summary: 'The upstream DICOMweb server answered with an error.' },
+  INTERNAL: { kind: 'internal', status: 500, summary: 'An unexpected internal error.' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;
@@ -62,6 +67,11 @@ export class WardenError extends Error {
     return ERROR_CATALOGUE[this.code].kind;
   }
 
+  /** The HTTP status a request failing with this error is answered with (the one table: the catalogue). */
+  get status(): number {
+    return httpStatusOf(this.code);
+  }
+
   toJSON(): SerializedWardenError {
     return { code: this.code, message: this.message, ...(this.detail ? { detail: this.detail } : {}) };
   }
@@ -69,6 +79,11 @@ export class WardenError extends Error {
   static fromSerialized(s: SerializedWardenError): WardenError {
     return new WardenError(isErrorCode(s.code) ? s.code : 'INTERNAL', s.message, { detail: s.detail });
   }
+}
+
+/** HTTP status of an error code (the catalogue is the one place a status lives). */
+export function httpStatusOf(code: ErrorCode): number {
+  return ERROR_CATALOGUE[code].status;
 }
 
 export function isErrorCode(value: unknown): value is ErrorCode {

@@ -64,6 +64,37 @@ export interface ModelOutput {
 
 export type Verdict = 'forward' | 'flag' | 'block';
 
+/** The two questions a scan answers: was the image manipulated (adversarial), is it within the model's domain (domain). */
+export type Signal = 'adversarial' | 'domain';
+
+/** What a reason rests on: a detector signal, the scope rules, a failure, the study rule, or the request part itself. */
+export type ReasonSignal = Signal | 'scope' | 'error' | 'study' | 'input';
+
+/**
+ * One structured reason of a Decision. Stable `code`s (docs/architecture.md): `detected` (a signal's combined p-value
+ * at or below a threshold; `detector`, `pValue`, `threshold` set), `out_of_scope`, `not_an_image`, `no_detectors`,
+ * `study_rule`, `not_part10`, `part_content_type`, `too_large`, `study_mismatch`, `no_decision_detector`, or an
+ * ErrorCode for signal `error`.
+ */
+export interface Reason {
+  readonly signal: ReasonSignal;
+  readonly code: string;
+  /** Detector id(s) the reason rests on, `+`-joined when combined (e.g. `uad`, `squeeze+coherence`). */
+  readonly detector?: string;
+  readonly pValue?: number;
+  readonly threshold?: number;
+  /** A short non-identifying detail (e.g. the offending part content type). */
+  readonly detail?: string;
+}
+
+/** The policy's answer for one instance: immutable, made only by src/policy. */
+export interface Decision {
+  readonly verdict: Verdict;
+  readonly reasons: readonly Reason[];
+  /** The combined p-value of the deciding detectors, when the instance was scanned and judged. */
+  readonly pValue?: number;
+}
+
 export interface DetectorScore {
   score: number;
   pValue: number;
@@ -87,6 +118,6 @@ export interface VerdictRecord {
   featureDims?: Record<string, number>;
   scores?: Record<string, DetectorScore>;
   verdict?: Verdict;
-  reasons?: string[];
+  reasons?: readonly Reason[];
   timings: Record<string, number>;
 }

@@ -4,6 +4,7 @@
  */
 
 import { WardenError } from '../core/errors';
+import type { DetectorState } from './detector';
 import { ledoitWolf, type LayerMatrix, quadForm, spdInverse } from './linalg';
 
 export interface TiedGaussian {
@@ -66,4 +67,16 @@ export function minMahalanobis2(g: TiedGaussian, x: ArrayLike<number>, scratch: 
     if (q < best) best = q;
   }
   return best;
+}
+
+/** Rebuilds a TiedGaussian from `${prefix}mean` / `${prefix}precision` arrays, checking sizes. */
+export function gaussianFromState(state: DetectorState, prefix: string, dim: number, k: number): TiedGaussian {
+  const means = state.arrays[`${prefix}mean`];
+  const precision = state.arrays[`${prefix}precision`];
+  if (!(means instanceof Float64Array) || means.length !== k * dim || !(precision instanceof Float64Array) || precision.length !== dim * dim) {
+    throw new WardenError('BUNDLE_INVALID', `Detector ${state.name}: Gaussian arrays '${prefix}mean'/'${prefix}precision' are missing or have the wrong size.`);
+  }
+  const shr = (state.meta.shrinkage as Record<string, number> | number | undefined);
+  const shrinkage = typeof shr === 'number' ? shr : (shr?.[prefix] ?? 0);
+  return { dim, k, means, precision, shrinkage };
 }

@@ -11,9 +11,8 @@
 
 import { WardenError } from '../core/errors';
 import { BaseDetector, type DetectorState, type FeatureTable, type FeatureVector, numberParam, type StateArray } from './detector';
-import { fitTiedGaussian, mahalanobis2, type TiedGaussian } from './gaussian';
+import { fitTiedGaussian, gaussianFromState, mahalanobis2, type TiedGaussian } from './gaussian';
 import { subsampleIndices } from './linalg';
-import { gaussianFromState } from './mgm';
 
 export interface LidParams {
   /** Layer names, or 'all' for every layer of the training features. */

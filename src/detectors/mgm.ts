@@ -8,7 +8,7 @@
 
 import { WardenError } from '../core/errors';
 import { BaseDetector, type DetectorState, type FeatureTable, type FeatureVector, type StateArray } from './detector';
-import { fitTiedGaussian, mahalanobis2, type TiedGaussian } from './gaussian';
+import { fitTiedGaussian, gaussianFromState, mahalanobis2, type TiedGaussian } from './gaussian';
 
 export interface MgmParams {
   layer: string;
@@ -54,16 +54,4 @@ export class MgmDetector extends BaseDetector {
     d.scratch = new Float64Array(dim);
     return d;
   }
-}
-
-/** Rebuilds a TiedGaussian from `${prefix}mean` / `${prefix}precision` arrays, checking sizes. */
-export function gaussianFromState(state: DetectorState, prefix: string, dim: number, k: number): TiedGaussian {
-  const means = state.arrays[`${prefix}mean`];
-  const precision = state.arrays[`${prefix}precision`];
-  if (!(means instanceof Float64Array) || means.length !== k * dim || !(precision instanceof Float64Array) || precision.length !== dim * dim) {
-    throw new WardenError('BUNDLE_INVALID', `Detector ${state.name}: Gaussian arrays '${prefix}mean'/'${prefix}precision' are missing or have the wrong size.`);
-  }
-  const shr = (state.meta.shrinkage as Record<string, number> | number | undefined);
-  const shrinkage = typeof shr === 'number' ? shr : (shr?.[prefix] ?? 0);
-  return { dim, k, means, precision, shrinkage };
 }

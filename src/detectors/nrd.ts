@@ -15,8 +15,7 @@
 
 import { WardenError } from '../core/errors';
 import { BaseDetector, type DetectorState, type FeatureTable, type FeatureVector, type StateArray } from './detector';
-import { fitTiedGaussian, mahalanobis2, type TiedGaussian } from './gaussian';
-import { gaussianFromState } from './mgm';
+import { fitTiedGaussian, gaussianFromState, mahalanobis2, type TiedGaussian } from './gaussian';
 
 export interface NrdParams {
   layer: string;

@@ -21,8 +21,7 @@
 
 import { WardenError } from '../core/errors';
 import { BaseDetector, ConformalCalibrator, numberParam, type DetectorState, type FeatureTable, type FeatureVector, instanceOf, selectRows, type StateArray } from './detector';
-import { fitTiedGaussian, minMahalanobis2, type TiedGaussian } from './gaussian';
-import { gaussianFromState } from './mgm';
+import { fitTiedGaussian, gaussianFromState, minMahalanobis2, type TiedGaussian } from './gaussian';
 import { normalSf } from './linalg';
 
 export type Combination = 'cauchy' | 'fisher' | 'bonferroni';

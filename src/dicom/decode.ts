@@ -14,37 +14,12 @@ import {
 } from './pixels';
 import { getDecoder, type TransferSyntaxEntry } from './registry';
 import { peekCodestream } from './codecs/peek';
+import { PALETTE_TAGS, TAG } from './tags';
 
-const T = {
-  SOPClassUID: '00080016',
-  SOPInstanceUID: '00080018',
-  Modality: '00080060',
-  BodyPartExamined: '00180015',
-  DirectoryRecordSequence: '00041220',
-  SamplesPerPixel: '00280002',
-  PhotometricInterpretation: '00280004',
-  PlanarConfiguration: '00280006',
-  NumberOfFrames: '00280008',
-  Rows: '00280010',
-  Columns: '00280011',
-  PixelSpacing: '00280030',
-  BitsAllocated: '00280100',
-  BitsStored: '00280101',
-  HighBit: '00280102',
-  PixelRepresentation: '00280103',
-  WindowCenter: '00281050',
-  WindowWidth: '00281051',
-  RescaleIntercept: '00281052',
-  RescaleSlope: '00281053',
-  PixelData: '7FE00010',
-  FloatPixelData: '7FE00008',
-  DoubleFloatPixelData: '7FE00009',
-  ExtendedOffsetTable: '7FE00001',
-} as const;
-
-const LUT_DESCRIPTOR = ['00281101', '00281102', '00281103'];
-const LUT_DATA = ['00281201', '00281202', '00281203'];
-const SEGMENTED_LUT_DATA = ['00281221', '00281222', '00281223'];
+const T = TAG;
+const LUT_DESCRIPTOR = PALETTE_TAGS.descriptor;
+const LUT_DATA = PALETTE_TAGS.data;
+const SEGMENTED_LUT_DATA = PALETTE_TAGS.segmentedData;
 
 /** SOP classes that never carry an image to scan, even if an element named Pixel Data shows up. */
 const NON_IMAGE_SOP_PREFIXES: [string, string][] = [
@@ -420,4 +395,9 @@ function checkCodestream(enc: Uint8Array, px: PixelModule, entry: TransferSyntax
     throw new WardenError('PIXEL_DECODE_FAILED',
       `The ${entry.keyword} codestream declares ${info.width}×${info.height} pixels; Rows × Columns are ${px.rows}×${px.columns}.`);
   }
+}
+
+/** Type guard for the skipped (non-image) result of decodeInstance. */
+export function isSkipped(x: DecodedInstance | SkippedInstance | unknown): x is SkippedInstance {
+  return typeof x === 'object' && x !== null && (x as { skipped?: unknown }).skipped === true;
 }

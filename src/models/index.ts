@@ -5,5 +5,5 @@ export {
 export type { LoadedModel, ModelManifest } from './manifest';
 export { preprocess, resizeBilinear, resizeNearest, resolveWindowRule, selectFrame, percentiles } from './preprocess';
 export type { FrameChoice, PreprocessOptions, PreprocessResult } from './preprocess';
-export { InferencePool, resolveWorkerScript, defaultLogger } from './pool';
+export { InferencePool, resolveWorkerScript } from './pool';
 export type { InferencePoolOptions, InferenceResult, RunOptions } from './pool';

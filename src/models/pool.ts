@@ -2,9 +2,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import pino from 'pino';
+import type pino from 'pino';
 import { WardenError, type SerializedWardenError } from '../core/errors';
 import { PROJECT_ROOT } from '../core/defaults';
+import { cliLogger } from '../core/logger';
 import type { MainToWorker, WorkerInit, WorkerToMain } from './protocol';
 
 /**
@@ -83,10 +84,6 @@ export function resolveWorkerScript(): string {
   return path.join(PROJECT_ROOT, 'dist', 'models', 'inference-worker.js');
 }
 
-export function defaultLogger(): pino.Logger {
-  return pino({ name: 'warden', level: process.env.WARDEN_LOG_LEVEL ?? 'warn' }, pino.destination(2));
-}
-
 export class InferencePool {
   readonly provider: string;
   readonly size: number;
@@ -119,7 +116,7 @@ export class InferencePool {
     const threads = Math.max(1, Math.floor(opts.threadsPerWorker ?? Math.max(1, Math.floor(os.cpus().length / size))));
     const maxQueue = Math.max(0, Math.floor(opts.maxQueue ?? 64));
     const timeoutMs = Math.max(0, opts.timeoutMs ?? 30000);
-    const logger = opts.logger ?? defaultLogger();
+    const logger = opts.logger ?? cliLogger();
     const script = opts.workerScript ?? resolveWorkerScript();
     if (!fs.existsSync(script)) {
       throw new WardenError('MODEL_LOAD_FAILED', `Inference worker script ${script} not found; build with \`npx tsc -p tsconfig.json\`.`);

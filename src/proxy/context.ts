@@ -1,30 +1,31 @@
 import type pino from 'pino';
-import type { VerdictRecord } from '../core/types';
+import type { EventScope } from '../core/events';
 import type { WardenConfig } from '../config';
-import type { WardenMetrics } from '../metrics';
 import type { Policy } from '../policy';
-import { MemoryBudget } from './spool';
-import { Semaphore } from './semaphore';
+import type { ScanMeta, ScanResult } from '../pipeline';
+import type { MemoryBudget } from './spool';
+import type { Semaphore } from './semaphore';
 import type { UpstreamClient } from './upstream';
 
 /** What the proxy needs from the scan pipeline (src/pipeline ScanPipeline satisfies it; tests may fake it). */
 export interface Scanner {
-  scan(bytes: Uint8Array, meta: { partIndex?: number }): Promise<VerdictRecord>;
+  scan(bytes: Uint8Array, meta: ScanMeta): Promise<ScanResult>;
   queueDepth(): number;
   close(): Promise<void>;
   readonly provider: string;
   readonly modelSha256: string;
-  readonly policy?: Policy;
-  readonly bundle?: { names: string[]; header?: unknown };
+  readonly policy: Policy;
+  readonly bundle?: { names: string[] };
 }
 
 export interface AppDeps {
   scanner: Scanner;
-  metrics: WardenMetrics;
   logger: pino.Logger;
   upstream: UpstreamClient;
-  /** sha256 of the detector bundle file, for warden_model_info (first 16 hex chars suffice). */
-  bundleSha256?: string;
+  /** The telemetry scope this gateway publishes its events under (src/metrics subscribes to it). */
+  scope: EventScope;
+  /** Renders the /metrics page (the registry's content type and text). */
+  metricsPage: () => Promise<{ contentType: string; text: string }>;
 }
 
 /** Per-app mutable state shared by the routes (no module-level globals). */
@@ -37,5 +38,7 @@ export interface AppContext extends AppDeps {
   activeStow: number;
   /** WADO-RS retrieves being scanned (wado.scan). */
   activeWado: number;
+  /** HTTP requests in progress, by route (read by the metrics at scrape time). */
+  inflight: Record<string, number>;
   shuttingDown: boolean;
 }

@@ -1,3 +1,5 @@
+import type { Decision } from '../core/types';
+
 /**
  * The one table from "why an instance was not stored" to the PS3.18 FailureReason (0008,1197) in the STOW-RS
  * response. Ranges follow PS3.18 §10.5.3 / PS3.4 Annex GG: A7xx out of resources, A9xx data set does not
@@ -22,3 +24,19 @@ export const FAILURE_REASONS = {
 } as const;
 
 export type FailureCause = keyof typeof FAILURE_REASONS;
+
+/** Why a Decision kept an instance from the upstream, as a failure cause (undefined when it was not blocked). */
+export function failureCauseOf(decision: Decision): FailureCause | undefined {
+  if (decision.verdict !== 'block') return undefined;
+  const reasons = decision.reasons;
+  if (reasons.some((r) => r.signal === 'study')) return 'blocked_by_study_rule';
+  const first = reasons[0];
+  if (!first) return 'blocked_by_detector';
+  if (first.signal === 'input') {
+    if (first.code === 'too_large') return 'too_large';
+    if (first.code === 'study_mismatch') return 'study_mismatch';
+    return 'not_dicom';
+  }
+  if (first.signal === 'error') return 'blocked_by_error_policy';
+  return 'blocked_by_detector';
+}

@@ -1,7 +1,8 @@
 import type { Request, Response } from 'express';
 import type { AppContext } from './context';
 import { Writable } from 'node:stream';
-import { sendError } from './stow';
+import { WardenError } from '../core/errors';
+import { sendError } from './http-errors';
 import { isQidoPath, publicBaseUrl, rewriteRetrieveUrls } from './urls';
 
 /** QIDO-RS JSON bodies up to this size are buffered to rewrite their Retrieve URLs; larger ones stream as-is. */
@@ -61,7 +62,7 @@ export async function handlePassThrough(ctx: AppContext, req: Request, res: Resp
     });
   } catch (err) {
     if (abort.signal.aborted) return;
-    if (!started) { sendError(res, 502, 'UPSTREAM_UNAVAILABLE', (err as Error).message); return; }
+    if (!started) { sendError(res, new WardenError('UPSTREAM_UNAVAILABLE', (err as Error).message)); return; }
     res.destroy(); // upstream broke mid-body: the client must not take a truncated body for a whole one
   } finally {
     res.off('close', onClose);

@@ -1,20 +1,19 @@
-import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createHash } from 'node:crypto';
 import type pino from 'pino';
+import { createScope, type EventScope } from '../core/events';
+import { createLogger } from '../core/logger';
 import type { WardenConfig } from '../config';
-import { DEFAULT_BUNDLE_PATH, DEFAULT_MODEL_PATH } from '../core/defaults';
-import { createMetrics, type WardenMetrics } from '../metrics';
-import { ScanPipeline } from '../pipeline';
+import { createMetrics, subscribeMetrics, type WardenMetrics } from '../metrics';
+import { compose, runtimeOptionsFromConfig } from '../pipeline';
 import { buildApp, type WardenApp } from './app';
 import type { AppDeps, Scanner } from './context';
-import { createLogger } from './logger';
 import { createUpstreamClient } from './upstream';
 
 /**
- * The composition root: builds every singleton (logger, metrics registry, scan pipeline, upstream pool),
- * hands them to buildApp, listens, and shuts down gracefully (in-flight requests finish) on close().
+ * The gateway's composition root: builds every singleton (logger, telemetry scope and metrics, the scan pipeline
+ * through compose(), the upstream pool), hands them to buildApp, listens, and shuts down gracefully (in-flight
+ * requests finish) on close().
  */
 export interface RunningServer {
   server: http.Server;
@@ -22,45 +21,51 @@ export interface RunningServer {
   port: number;
   wardenApp: WardenApp;
   deps: AppDeps;
+  metrics: WardenMetrics;
   /** Stops accepting, lets in-flight requests finish (up to server.shutdownGraceMs), then releases everything. */
   close(): Promise<void>;
 }
 
 export interface StartOptions {
-  /** Inject a scanner (tests); default: ScanPipeline.create from config.model. */
+  /** Inject a scanner (tests); default: compose() from config.model and config.policy. */
   scanner?: Scanner;
   logger?: pino.Logger;
-  metrics?: WardenMetrics;
 }
 
 export async function startServer(config: WardenConfig, opts: StartOptions = {}): Promise<RunningServer> {
   const logger = opts.logger ?? createLogger(config.logging.level);
-  let scanner = opts.scanner;
+  const scope: EventScope = createScope();
+  let scanner: Scanner;
   let bundleSha256: string | undefined;
-  if (!scanner) {
-    const modelPath = config.model.path ?? DEFAULT_MODEL_PATH;
-    const bundlePath = config.model.bundle ?? (config.model.path ? null : DEFAULT_BUNDLE_PATH);
-    const pipeline = await ScanPipeline.create({
-      modelPath,
-      bundlePath: bundlePath && fs.existsSync(bundlePath) ? bundlePath : (config.model.bundle ?? null),
-      providers: config.model.provider === 'auto' ? ['cuda', 'cpu'] : config.model.provider === 'cpu' ? ['cpu'] : [config.model.provider, 'cpu'],
-      workers: config.model.workers,
-      threadsPerWorker: config.model.threadsPerWorker ?? undefined,
-      spinWait: config.model.spinWait,
-      policy: config.policy,
-      timeoutMs: config.limits.scanTimeoutMs,
-      maxQueue: Math.max(config.limits.maxQueuedScans, config.limits.maxConcurrentScans),
-      logger,
-    });
-    scanner = pipeline;
-    if (pipeline.bundle && bundlePath) bundleSha256 = sha256File(bundlePath);
-    logger.info({ event: 'model_loaded', modelSha256: pipeline.modelSha256, provider: pipeline.provider, detectors: pipeline.bundle?.names ?? [], bundleSha256 }, 'model and detector bundle loaded');
-    if (!pipeline.bundle) logger.warn({ event: 'no_bundle' }, 'no detector bundle: instances are scanned but every verdict is forward');
+  if (opts.scanner) {
+    scanner = opts.scanner;
+  } else {
+    const runtime = await compose({ ...runtimeOptionsFromConfig(config), logger, scope });
+    scanner = runtime.pipeline;
+    bundleSha256 = runtime.bundleSha256;
+    logger.info({ event: 'model_loaded', modelSha256: runtime.model.sha256, provider: runtime.pipeline.provider, detectors: runtime.bundle?.names ?? [], bundleSha256 }, 'model and detector bundle loaded');
+    if (!runtime.bundle) logger.warn({ event: 'no_bundle' }, 'no detector bundle: instances are scanned but every verdict is forward');
   }
-  const metrics = opts.metrics ?? createMetrics({ queueDepth: () => scanner!.queueDepth() });
-  const upstream = createUpstreamClient(config.upstream, metrics);
-  const deps: AppDeps = { scanner, metrics, logger, upstream, bundleSha256 };
-  const wardenApp = buildApp(config, deps);
+  const upstream = createUpstreamClient(config.upstream, scope);
+  let wardenApp: WardenApp | undefined;
+  const metrics = createMetrics({
+    queueDepth: () => scanner.queueDepth(),
+    activeScans: () => (wardenApp ? wardenApp.ctx.scans.active + wardenApp.ctx.scans.waiting : 0),
+    inflight: () => wardenApp?.ctx.inflight ?? {},
+  });
+  const unsubscribe = subscribeMetrics(metrics, scope);
+  metrics.modelInfo.set({
+    model_sha256: scanner.modelSha256,
+    provider: scanner.provider,
+    bundle_sha256: bundleSha256 ?? (scanner.bundle ? 'unknown' : 'none'),
+    detectors: (scanner.bundle?.names ?? []).join(','),
+    version: '0.1.0',
+  }, 1);
+  const deps: AppDeps = {
+    scanner, logger, upstream, scope,
+    metricsPage: async () => ({ contentType: metrics.registry.contentType, text: await metrics.registry.metrics() }),
+  };
+  wardenApp = buildApp(config, deps);
   const server = http.createServer({ keepAliveTimeout: config.server.keepAliveTimeoutMs, requestTimeout: 0 }, wardenApp.app);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -71,11 +76,12 @@ export async function startServer(config: WardenConfig, opts: StartOptions = {})
   const url = `http://${host}:${port}`;
   logger.info({ event: 'listening', url, basePath: config.server.basePath, upstream: upstream.origin + upstream.basePath }, 'warden listening');
 
+  const ctx = wardenApp.ctx;
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
     closing ??= (async () => {
-      wardenApp.ctx.shuttingDown = true;
-      logger.info({ event: 'shutdown', inflightStow: wardenApp.ctx.activeStow }, 'shutting down: finishing in-flight requests');
+      ctx.shuttingDown = true;
+      logger.info({ event: 'shutdown', inflightStow: ctx.activeStow }, 'shutting down: finishing in-flight requests');
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const timer = setTimeout(() => { server.closeAllConnections(); }, config.server.shutdownGraceMs);
@@ -86,14 +92,11 @@ export async function startServer(config: WardenConfig, opts: StartOptions = {})
       clearTimeout(timer);
       clearInterval(idle);
       await upstream.close().catch(() => {});
-      if (!opts.scanner) await scanner!.close().catch(() => {});
+      if (!opts.scanner) await scanner.close().catch(() => {});
+      unsubscribe();
       logger.info({ event: 'stopped' }, 'warden stopped');
     })();
     return closing;
   };
-  return { server, url, port, wardenApp, deps, close };
-}
-
-function sha256File(file: string): string {
-  return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+  return { server, url, port, wardenApp, deps, metrics, close };
 }

@@ -1,11 +1,11 @@
 import type { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import { WardenError } from '../core/errors';
-import type { WardenMetrics } from '../metrics';
+import { publish, type EventScope } from '../core/events';
 
 /**
- * The one way out: every request to the upstream DICOMweb server (AI endpoint or PACS) goes through here,
- * on one undici Pool, and is counted in warden_upstream_requests_total / _duration_seconds.
+ * The one way out: every request to the upstream DICOMweb server (AI endpoint or PACS) goes through here, on one
+ * undici Pool, and announces its answer (`upstreamAnswered`: method, status or 'error', seconds to the headers).
  */
 export interface UpstreamOptions {
   url: string;
@@ -39,7 +39,7 @@ export interface UpstreamClient {
   close(): Promise<void>;
 }
 
-export function createUpstreamClient(opts: UpstreamOptions, metrics?: WardenMetrics): UpstreamClient {
+export function createUpstreamClient(opts: UpstreamOptions, scope?: EventScope): UpstreamClient {
   const url = new URL(opts.url);
   const origin = url.origin;
   const basePath = url.pathname.replace(/\/+$/, '');
@@ -53,6 +53,11 @@ export function createUpstreamClient(opts: UpstreamOptions, metrics?: WardenMetr
     keepAliveMaxTimeout: 800,
   });
 
+  const answered = (method: string, status: number | 'error', started: bigint): void => {
+    if (!scope) return;
+    publish('upstreamAnswered', () => ({ scope, method, status, seconds: Number(process.hrtime.bigint() - started) / 1e9 }));
+  };
+
   async function request(method: string, path: string, headers: Record<string, string>, body?: Readable | Buffer | null, signal?: AbortSignal): Promise<UpstreamResponse> {
     const started = process.hrtime.bigint();
     const m = method.toUpperCase();
@@ -64,13 +69,10 @@ export function createUpstreamClient(opts: UpstreamOptions, metrics?: WardenMetr
         body: body ?? undefined,
         signal,
       });
-      metrics?.upstreamRequests.inc({ method: m, status: String(res.statusCode) });
-      metrics?.upstreamDuration.observe({ method: m }, Number(process.hrtime.bigint() - started) / 1e9);
+      answered(m, res.statusCode, started);
       return { statusCode: res.statusCode, headers: res.headers, body: res.body as unknown as UpstreamResponse['body'] };
     } catch (err) {
-      metrics?.upstreamRequests.inc({ method: m, status: 'error' });
-      metrics?.upstreamDuration.observe({ method: m }, Number(process.hrtime.bigint() - started) / 1e9);
-      metrics?.errors.inc({ code: 'UPSTREAM_UNAVAILABLE' });
+      answered(m, 'error', started);
       throw new WardenError('UPSTREAM_UNAVAILABLE', `The upstream DICOMweb server at ${origin} could not be reached (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}).`, { cause: err });
     }
   }
@@ -79,19 +81,17 @@ export function createUpstreamClient(opts: UpstreamOptions, metrics?: WardenMetr
     factory: (statusCode: number, headers: Record<string, string | string[] | undefined>) => NodeJS.WritableStream): Promise<void> {
     const started = process.hrtime.bigint();
     const m = method.toUpperCase();
-    let answered = false;
+    let headersSeen = false;
     try {
       await pool.stream({ method: m as Dispatcher.HttpMethod, path: basePath + path, headers: { ...opts.headers, ...headers }, signal },
         ({ statusCode, headers: h }) => {
-          answered = true;
-          metrics?.upstreamRequests.inc({ method: m, status: String(statusCode) });
-          metrics?.upstreamDuration.observe({ method: m }, Number(process.hrtime.bigint() - started) / 1e9);
+          headersSeen = true;
+          answered(m, statusCode, started);
           return factory(statusCode, h) as unknown as import('node:stream').Writable;
         });
     } catch (err) {
-      if (answered) throw err;
-      metrics?.upstreamRequests.inc({ method: m, status: 'error' });
-      metrics?.errors.inc({ code: 'UPSTREAM_UNAVAILABLE' });
+      if (headersSeen) throw err;
+      answered(m, 'error', started);
       throw new WardenError('UPSTREAM_UNAVAILABLE', `The upstream DICOMweb server at ${origin} could not be reached (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}).`, { cause: err });
     }
   }

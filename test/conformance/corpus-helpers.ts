@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { decodeInstance, isSkipped } from '../../src/dicom';
 import { isWardenError } from '../../src/core/errors';
-import { parseCsv } from '../../src/detectors/dataset';
+import { parseCsv } from '../../src/eval/dataset';
 import type { DecodedInstance } from '../../src/core/types';
 
 /** shared/ sits beside the repository root, locally and in CI. */

@@ -6,10 +6,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ScanPipeline } from '../../src/pipeline';
+import { compose, type ScanPipeline } from '../../src/pipeline';
 import { DEFAULT_BUNDLE_PATH } from '../../src/core/defaults';
-import { readManifest, truthy } from '../../src/detectors/dataset';
-import { auroc } from '../../src/detectors/evaluation';
+import { readManifest, truthy } from '../../src/eval/dataset';
+import { auroc } from '../../src/eval/evaluation';
 import { DEFAULT_POLICY, unreachableThresholds } from '../../src/policy';
 
 const FIXTURES = path.resolve(__dirname, '..', 'fixtures', 'lab', 'manifest.csv');
@@ -24,12 +24,12 @@ describe('detectors on the committed lab fixtures', () => {
   beforeAll(async () => {
     if (!fs.existsSync(FIXTURES)) throw new Error(`missing ${FIXTURES}: the lab fixtures are required for this suite`);
     if (!fs.existsSync(DEFAULT_BUNDLE_PATH)) throw new Error(`missing ${DEFAULT_BUNDLE_PATH}: the embedded bundle is required`);
-    pipeline = await ScanPipeline.create({ workers: 1 });
+    ({ pipeline } = await compose({ workers: 1 }));
     for (const row of readManifest(FIXTURES)) {
       const isClean = row.kind === 'clean';
       const isAdv = row.kind === 'adversarial' && truthy(row.success);
       if (!isClean && !isAdv) continue;
-      const rec = await pipeline.scan(fs.readFileSync(row.absPath), { file: row.file });
+      const { record: rec } = await pipeline.scan(fs.readFileSync(row.absPath), { file: row.file });
       expect(rec.status).toBe('scanned');
       for (const [d, s] of Object.entries(rec.scores ?? {})) {
         (isClean ? clean : adv)[d] ??= [];

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readIdentity } from '../../src/proxy/identity';
+import { readHeader } from '../../src/dicom';
 
 /** The shared DICOM conformance corpus, referred to relative to the repository (../shared/corpus/dicom). */
 export const CORPUS_DIR = path.resolve(__dirname, '..', '..', '..', 'shared', 'corpus', 'dicom');
@@ -23,7 +23,7 @@ export function onePerTransferSyntax(): Array<{ ts: string; file: string; sopIns
   const seen = new Map<string, { ts: string; file: string; sopInstanceUid: string }>();
   const sops = new Set<string>();
   for (const file of corpusFiles()) {
-    const id = readIdentity(fs.readFileSync(file));
+    const id = readHeader(fs.readFileSync(file));
     if (!id?.transferSyntaxUid || !id.sopInstanceUid || !id.studyInstanceUid || seen.has(id.transferSyntaxUid) || sops.has(id.sopInstanceUid)) continue;
     sops.add(id.sopInstanceUid);
     seen.set(id.transferSyntaxUid, { ts: id.transferSyntaxUid, file, sopInstanceUid: id.sopInstanceUid });

@@ -1,7 +1,8 @@
-import type { Verdict, VerdictRecord } from '../../src/core/types';
+import type { Verdict } from '../../src/core/types';
 import { hashUid } from '../../src/dicom/hash';
-import { DEFAULT_POLICY, type Policy } from '../../src/policy';
-import { readIdentity } from '../../src/proxy/identity';
+import { readHeader } from '../../src/dicom';
+import { DEFAULT_POLICY, decide, makeDecision, type Policy } from '../../src/policy';
+import type { ScanResult } from '../../src/pipeline';
 import type { Scanner } from '../../src/proxy/context';
 
 /**
@@ -18,20 +19,25 @@ export class FakeScanner implements Scanner {
   constructor(public verdicts: Record<string, Verdict> = {}, policy: Policy = DEFAULT_POLICY) { this.policy = policy; }
   queueDepth(): number { return 0; }
   async close(): Promise<void> {}
-  async scan(bytes: Uint8Array, meta: { partIndex?: number }): Promise<VerdictRecord> {
+  async scan(bytes: Uint8Array, meta: { partIndex?: number }): Promise<ScanResult> {
     if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
-    const id = readIdentity(bytes);
+    const id = readHeader(bytes);
     if (!id || !id.sopInstanceUid) {
-      return { partIndex: meta.partIndex, status: 'error', error: { code: 'NOT_DICOM', message: 'not DICOM' }, verdict: this.policy.onError.decode, reasons: ['error:NOT_DICOM'], timings: { decode: 1 } };
+      const decision = decide({ kind: 'error', code: 'NOT_DICOM' }, this.policy);
+      return { record: { partIndex: meta.partIndex, status: 'error', error: { code: 'NOT_DICOM', message: 'not DICOM' }, verdict: decision.verdict, reasons: decision.reasons, timings: { decode: 1 } }, decision };
     }
     this.seen.push(id.sopInstanceUid);
     const verdict = this.verdicts[id.sopInstanceUid] ?? 'forward';
     const p = verdict === 'block' ? 0.001 : verdict === 'flag' ? 0.02 : 0.5;
+    const threshold = verdict === 'block' ? 0.005 : 0.05;
+    const decision = makeDecision(verdict, verdict === 'forward' ? [] : [{ signal: 'adversarial', code: 'detected', detector: 'uad', pValue: p, threshold }], p);
     return {
-      partIndex: meta.partIndex, sopInstanceUidHash: hashUid(id.sopInstanceUid), status: 'scanned',
-      scores: { uad: { score: -Math.log(p), pValue: p } }, verdict,
-      reasons: verdict === 'forward' ? [] : [`uad:p=${p}<=${verdict === 'block' ? 0.005 : 0.05}`],
-      timings: { decode: 1, preprocess: 1, inference: 5, detect: 1 },
+      record: {
+        partIndex: meta.partIndex, sopInstanceUidHash: hashUid(id.sopInstanceUid), status: 'scanned',
+        scores: { uad: { score: -Math.log(p), pValue: p } }, verdict, reasons: decision.reasons,
+        timings: { decode: 1, preprocess: 1, inference: 5, detect: 1 },
+      },
+      decision,
     };
   }
 }

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DEFAULT_BUNDLE_PATH, DEFAULT_MODEL_PATH } from '../../src/core/defaults';
-import { parseCsv } from '../../src/detectors/dataset';
+import { parseCsv } from '../../src/eval/dataset';
 
 /** The committed lab fixture studies (test/fixtures/lab/manifest.csv: file, study_uid, sop_uid, kind, attack, eps, success, …). */
 export const LAB_DIR = path.resolve(__dirname, '..', 'fixtures', 'lab');

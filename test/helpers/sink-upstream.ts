@@ -2,7 +2,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createHash } from 'node:crypto';
 import { multipartParts } from './orthanc-client';
-import { readIdentity } from '../../src/proxy/identity';
+import { readHeader } from '../../src/dicom';
 
 /**
  * A tiny in-process STOW-RS upstream. mode 'record' keeps each request (headers + parts) and answers PS3.18
@@ -25,7 +25,7 @@ export async function startSink(mode: 'record' | 'count' = 'record'): Promise<{ 
       requests.push({ method: req.method!, url: req.url!, headers: req.headers, parts, bytes, sha256: hash.digest('hex') });
       if (state.status) { res.writeHead(state.status, { 'retry-after': '7' }).end(); return; }
       if (req.method !== 'POST') { res.writeHead(200, { 'content-type': 'application/dicom+json' }).end('[]'); return; }
-      const items = parts.map((p) => { const id = readIdentity(p); return { '00081150': { vr: 'UI', Value: [id?.sopClassUid] }, '00081155': { vr: 'UI', Value: [id?.sopInstanceUid] } }; });
+      const items = parts.map((p) => { const id = readHeader(p); return { '00081150': { vr: 'UI', Value: [id?.sopClassUid] }, '00081155': { vr: 'UI', Value: [id?.sopInstanceUid] } }; });
       res.writeHead(200, { 'content-type': 'application/dicom+json' }).end(JSON.stringify(items.length ? { '00081199': { vr: 'SQ', Value: items } } : {}));
     });
   });

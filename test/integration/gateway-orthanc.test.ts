@@ -12,8 +12,8 @@ import { corpusFiles, onePerTransferSyntax } from '../helpers/corpus';
 import { orthancInstanceId, orthancFile, multipartParts } from '../helpers/orthanc-client';
 import { startServer, type RunningServer } from '../../src/proxy/server';
 import { validateConfig } from '../../src/config';
-import { createLogger } from '../../src/proxy/logger';
-import { readIdentity } from '../../src/proxy/identity';
+import { createLogger } from '../../src/core/logger';
+import { readHeader } from '../../src/dicom';
 import { FAILURE_REASONS } from '../../src/proxy/failure-reasons';
 
 jest.setTimeout(120000);
@@ -37,7 +37,7 @@ afterAll(async () => {
 });
 
 const read = (f: string): Buffer => fs.readFileSync(f);
-const uidOf = (b: Buffer): string => readIdentity(b)!.sopInstanceUid!;
+const uidOf = (b: Buffer): string => readHeader(b)!.sopInstanceUid!;
 
 describe('STOW-RS through Warden', () => {
   it('stores every transfer syntax Orthanc accepts byte-for-byte (sha256 of GET /instances/{id}/file)', async () => {
@@ -87,7 +87,7 @@ describe('STOW-RS through Warden', () => {
     expect(await orthancInstanceId(orthanc.url, uidOf(files[1]))).toBeNull();
     expect(await orthancInstanceId(orthanc.url, uidOf(files[0]))).not.toBeNull();
     // Retrieve URLs point at Warden (derived from the request's Host + basePath), never at Orthanc
-    const id0 = readIdentity(files[0])!;
+    const id0 = readHeader(files[0])!;
     expect(res.json['00081190'].Value[0]).toBe(`${base()}/studies/${id0.studyInstanceUid}`);
     const item = res.json['00081199'].Value.find((it: any) => it['00081155'].Value[0] === id0.sopInstanceUid);
     expect(item['00081190'].Value[0]).toBe(`${base()}/studies/${id0.studyInstanceUid}/series/${id0.seriesInstanceUid}/instances/${id0.sopInstanceUid}`);
@@ -113,8 +113,8 @@ describe('STOW-RS through Warden', () => {
 
   it('counts all three verdicts in /metrics and never puts a UID in a label', async () => {
     const text = await (await fetch(`${warden.url}/metrics`)).text();
-    for (const v of ['forward', 'flag', 'block']) expect(text).toMatch(new RegExp(`^warden_instances_total\\{verdict="${v}"\\} [1-9]`, 'm'));
-    expect(text).toMatch(/^warden_studies_total\{verdict="block"\} [1-9]/m);
+    for (const v of ['forward', 'flag', 'block']) expect(text).toMatch(new RegExp(`^warden_instances_total\\{route="stow",verdict="${v}"\\} [1-9]`, 'm'));
+    expect(text).toMatch(/^warden_studies_total\{route="stow",verdict="block"\} [1-9]/m);
     expect(text).toMatch(/^warden_upstream_requests_total\{method="POST",status="200"\} [1-9]/m);
     expect(text).not.toMatch(/\d+\.\d+\.\d+\.\d+\.\d+/); // no dotted UIDs anywhere
     expect(logLines.join('')).not.toContain('1.3.6.1.4.1.5962.1.1.4.1.1.20040826185059.5457');
@@ -187,7 +187,7 @@ describe('QIDO-RS and WADO-RS pass-through', () => {
       expect(studies.length).toBeGreaterThan(0);
       for (const s of studies) expect(s['00081190'].Value[0]).toBe(`https://warden.example.org/dicom-web/studies/${s['0020000D'].Value[0]}`);
       const f = read(`${__dirname}/../../../shared/corpus/dicom/pydicom/dicomdirtests/98892003/MR2/4981`);
-      const id = readIdentity(f)!;
+      const id = readHeader(f)!;
       const stowed = await stow(`${pub.url}/dicom-web/studies`, [f]);
       expect(stowed.json['00081190'].Value[0]).toBe(`https://warden.example.org/dicom-web/studies/${id.studyInstanceUid}`);
     } finally {
@@ -197,7 +197,7 @@ describe('QIDO-RS and WADO-RS pass-through', () => {
 
   it('returns the stored bytes for WADO-RS with transfer-syntax=*, and metadata as Orthanc', async () => {
     const f = read(`${__dirname}/../../../shared/corpus/dicom/pydicom/dicomdirtests/98892003/MR2/4981`);
-    const id = readIdentity(f)!;
+    const id = readHeader(f)!;
     const meta = (await (await fetch(`${orthanc.url}/instances/${await orthancInstanceId(orthanc.url, id.sopInstanceUid!)}/tags?simplify`)).json()) as any;
     const path = `/studies/${id.studyInstanceUid}/series/${meta.SeriesInstanceUID}/instances/${id.sopInstanceUid}`;
     const accept = 'multipart/related; type="application/dicom"; transfer-syntax=*';

@@ -11,7 +11,7 @@ import { orthancInstanceId, orthancFile } from '../helpers/orthanc-client';
 import { labArtefactsPresent, readLabManifest, studies, type LabRow } from '../helpers/lab-fixtures';
 import { startServer, type RunningServer } from '../../src/proxy/server';
 import { validateConfig } from '../../src/config';
-import { createLogger } from '../../src/proxy/logger';
+import { createLogger } from '../../src/core/logger';
 
 jest.setTimeout(240000);
 // The model, bundle and fixtures are committed: a missing one is a failure, never a silent skip.
@@ -82,7 +82,7 @@ describe('the gateway with the embedded model and bundle', () => {
 
   it('counts all three verdicts in /metrics', async () => {
     const text = await (await fetch(`${warden.url}/metrics`)).text();
-    for (const v of ['forward', 'flag', 'block']) expect(text).toMatch(new RegExp(`^warden_instances_total\\{verdict="${v}"\\} [1-9]`, 'm'));
+    for (const v of ['forward', 'flag', 'block']) expect(text).toMatch(new RegExp(`^warden_instances_total\\{route="stow",verdict="${v}"\\} [1-9]`, 'm'));
     expect(text).toMatch(/^warden_detector_p_value_count\{detector="uad"\} [1-9]/m);
     expect(text).toMatch(/^warden_model_info\{model_sha256="[0-9a-f]{64}",provider="cpu",bundle_sha256="[0-9a-f]{64}"/m);
   });

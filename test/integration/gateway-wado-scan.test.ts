@@ -11,15 +11,15 @@ import { stow, sha256 } from '../helpers/stow';
 import { multipartParts } from '../helpers/orthanc-client';
 import { startServer, type RunningServer } from '../../src/proxy/server';
 import { validateConfig } from '../../src/config';
-import { createLogger } from '../../src/proxy/logger';
-import { readIdentity } from '../../src/proxy/identity';
+import { createLogger } from '../../src/core/logger';
+import { readHeader } from '../../src/dicom';
 import { DEFAULT_POLICY } from '../../src/policy';
 
 jest.setTimeout(120000);
 
 const STUDY_DIR = path.join(__dirname, '../../../shared/corpus/dicom/pydicom/dicomdirtests/98892003/MR700');
 const files = fs.readdirSync(STUDY_DIR).sort().slice(0, 4).map((f) => fs.readFileSync(path.join(STUDY_DIR, f)));
-const ids = files.map((b) => readIdentity(b)!);
+const ids = files.map((b) => readHeader(b)!);
 const study = ids[0].studyInstanceUid!;
 const series = ids[0].seriesInstanceUid;
 const ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*';
@@ -54,7 +54,7 @@ async function get(url: string, accept = ACCEPT): Promise<{ status: number; head
   const res = await fetch(url, { headers: { accept } });
   return { status: res.status, headers: res.headers, body: Buffer.from(await res.arrayBuffer()) };
 }
-const uids = (parts: Buffer[]): string[] => parts.map((p) => readIdentity(p)!.sopInstanceUid!).sort();
+const uids = (parts: Buffer[]): string[] => parts.map((p) => readHeader(p)!.sopInstanceUid!).sort();
 
 describe('WADO-RS retrieve scanning (wado.scan: true)', () => {
   it('withholds the blocked instance of a study retrieve (206 + Warning) and returns the others byte-for-byte', async () => {
@@ -70,7 +70,7 @@ describe('WADO-RS retrieve scanning (wado.scan: true)', () => {
     expect(uids(parts)).toEqual([ids[0], ids[2], ids[3]].map((i) => i.sopInstanceUid).sort());
     // the original stored bytes, untouched
     const bySop = new Map(files.map((f, i) => [ids[i].sopInstanceUid, sha256(f)]));
-    for (const p of parts) expect(sha256(p)).toBe(bySop.get(readIdentity(p)!.sopInstanceUid));
+    for (const p of parts) expect(sha256(p)).toBe(bySop.get(readHeader(p)!.sopInstanceUid));
     // the flagged part is marked in its part headers
     expect(res.body.toString('latin1')).toMatch(/X-Warden-Flagged: uad:p=/);
   });
@@ -115,9 +115,9 @@ describe('WADO-RS retrieve scanning (wado.scan: true)', () => {
 
   it('counts retrieved instances by verdict in /metrics', async () => {
     const text = await (await fetch(`${warden.url}/metrics`)).text();
-    for (const v of ['forward', 'flag', 'block']) expect(text).toMatch(new RegExp(`^warden_wado_instances_total\\{verdict="${v}"\\} [1-9]`, 'm'));
-    expect(text).toMatch(/^warden_wado_requests_total\{status="206"\} [1-9]/m);
-    expect(text).toMatch(/^warden_wado_requests_total\{status="409"\} [1-9]/m);
+    for (const v of ['forward', 'flag', 'block']) expect(text).toMatch(new RegExp(`^warden_instances_total\\{route="wado",verdict="${v}"\\} [1-9]`, 'm'));
+    expect(text).toMatch(/^warden_requests_total\{route="wado",status="206"\} [1-9]/m);
+    expect(text).toMatch(/^warden_requests_total\{route="wado",status="409"\} [1-9]/m);
     expect(text).not.toContain(study);
   });
 });

@@ -4,7 +4,7 @@
  * written file (manifest column pred_after), and keeps the probabilities the lab's torch model implies.
  */
 import * as fs from 'node:fs';
-import { ScanPipeline } from '../../src/pipeline';
+import { compose, type ScanPipeline } from '../../src/pipeline';
 import { DEFAULT_MODEL_PATH } from '../../src/core/defaults';
 import { LAB_MANIFEST, readLabManifest } from '../helpers/lab-fixtures';
 
@@ -13,7 +13,7 @@ jest.setTimeout(120000);
 describe('the embedded model through the scan pipeline agrees with the lab', () => {
   let pipeline: ScanPipeline;
   beforeAll(async () => {
-    pipeline = await ScanPipeline.create({ modelPath: DEFAULT_MODEL_PATH, bundlePath: null, workers: 1, threadsPerWorker: 1 });
+    ({ pipeline } = await compose({ modelPath: DEFAULT_MODEL_PATH, bundlePath: null, workers: 1, threadsPerWorker: 1 }));
   });
   afterAll(async () => pipeline?.close());
 
@@ -27,7 +27,7 @@ describe('the embedded model through the scan pipeline agrees with the lab', () 
     expect(rows.length).toBeGreaterThanOrEqual(80);
     const mismatches: string[] = [];
     for (const row of rows) {
-      const record = await pipeline.scan(new Uint8Array(fs.readFileSync(row.path)), { file: row.file });
+      const { record } = await pipeline.scan(new Uint8Array(fs.readFileSync(row.path)), { file: row.file });
       expect({ file: row.file, status: record.status }).toEqual({ file: row.file, status: 'scanned' });
       if (record.prediction?.index !== Number(row.pred_after)) mismatches.push(`${row.file}: warden ${record.prediction?.index}, lab ${row.pred_after}`);
     }
@@ -39,7 +39,7 @@ describe('the embedded model through the scan pipeline agrees with the lab', () 
       .filter((r) => r.kind === 'adversarial' && r.success === '1');
     expect(rows.length).toBeGreaterThan(0);
     for (const row of rows) {
-      const record = await pipeline.scan(new Uint8Array(fs.readFileSync(row.path)));
+      const { record } = await pipeline.scan(new Uint8Array(fs.readFileSync(row.path)));
       expect(record.prediction?.index).not.toBe(Number(row.pred_before));
     }
   });

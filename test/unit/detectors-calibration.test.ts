@@ -1,8 +1,8 @@
 import { ConformalCalibrator } from '../../src/detectors';
-import { auroc, eps255, rateAtOrBelow, rocCurve } from '../../src/detectors/evaluation';
+import { auroc, eps255, rateAtOrBelow, rocCurve } from '../../src/eval/evaluation';
 import { ledoitWolf, spdInverse, subsampleIndices } from '../../src/detectors/linalg';
 import { combine } from '../../src/detectors/uad';
-import { parseCsv, toCsv } from '../../src/detectors/dataset';
+import { parseCsv, toCsv } from '../../src/eval/dataset';
 
 describe('ConformalCalibrator', () => {
   const cal = new ConformalCalibrator([5, 1, 3, 2, 4]); // n = 5

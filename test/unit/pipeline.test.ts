@@ -3,8 +3,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
 import type { DetectorBundle } from '../../src/detectors';
-import { DEFAULT_POLICY, type Policy } from '../../src/policy';
-import { ScanPipeline, errorClassOf, predictionOf } from '../../src/pipeline';
+import { DEFAULT_POLICY, errorClassOf, formatReason, type Policy } from '../../src/policy';
+import { compose, predictionOf, type RuntimeOptions, type ScanMeta, type ScanPipeline, type ScanRecord } from '../../src/pipeline';
 import { writeTestModel } from '../fixtures/onnx/build-test-model';
 
 const CORPUS = path.resolve(__dirname, '..', '..', '..', 'shared', 'corpus', 'dicom', 'pydicom');
@@ -19,10 +19,22 @@ afterAll(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-async function pipeline(opts: Parameters<typeof ScanPipeline.create>[0] = {}): Promise<ScanPipeline> {
-  const p = await ScanPipeline.create({ modelPath, bundlePath: null, threadsPerWorker: 1, logger: quiet, ...opts });
+/** Scope open to every modality: these tests scan corpus MR/RGB files, not only chest radiographs. */
+const ANY_SCOPE: Policy = { ...DEFAULT_POLICY, applicability: {} };
+
+/** A pipeline built by the composition root, with the scan record as what a scan returns (the Decision is checked in policy tests). */
+type TestPipeline = Pick<ScanPipeline, 'extract' | 'queueDepth' | 'modelSha256' | 'provider' | 'manifest'> & { scan(b: Uint8Array, m?: ScanMeta): Promise<ScanRecord> };
+async function pipeline(opts: RuntimeOptions = {}): Promise<TestPipeline> {
+  const { pipeline: p } = await compose({ modelPath, bundlePath: null, threadsPerWorker: 1, logger: quiet, policy: ANY_SCOPE, ...opts });
   open.push(p);
-  return p;
+  return {
+    scan: async (b, m) => (await p.scan(b, m)).record,
+    extract: (b, m) => p.extract(b, m),
+    queueDepth: () => p.queueDepth(),
+    modelSha256: p.modelSha256,
+    provider: p.provider,
+    manifest: p.manifest,
+  };
 }
 
 /** A stand-in bundle: fixed p-value, records what it was given. */
@@ -57,7 +69,7 @@ describe('ScanPipeline', () => {
     expect(rec.featureDims).toEqual({ stage1_mean: 8, penultimate: 16 });
     expect(rec.scores).toEqual({ uad: { score: 0.999, pValue: 0.001 } });
     expect(rec.verdict).toBe('block');
-    expect(rec.reasons![0]).toMatch(/^uad:p=/);
+    expect(formatReason(rec.reasons![0])).toMatch(/^uad:p=/);
     expect(Object.keys(rec.timings).sort()).toEqual(['decode', 'detect', 'inference', 'preprocess', 'total']);
     expect(bundle.calls).toHaveLength(1);
     expect(bundle.calls[0].cls).toBe(rec.prediction!.index);
@@ -80,13 +92,14 @@ describe('ScanPipeline', () => {
 
   test('non-image instances are skipped and forwarded', async () => {
     const rec = await (await pipeline()).scan(read('rtplan.dcm'), { partIndex: 3 });
-    expect(rec).toMatchObject({ partIndex: 3, status: 'skipped', verdict: 'forward', reasons: ['not_an_image'] });
+    expect(rec).toMatchObject({ partIndex: 3, status: 'skipped', verdict: 'forward' });
+    expect(rec.reasons!.map(formatReason)).toEqual(['not_an_image']);
     expect(rec.skipReason).toBeTruthy();
     expect(rec.prediction).toBeUndefined();
   });
 
   test('out-of-scope instances (applicability) are skipped with skipReason out_of_scope', async () => {
-    const p = await pipeline({ bundle: fakeBundle(sha, 0.001) });
+    const p = await pipeline({ bundle: fakeBundle(sha, 0.001), policy: DEFAULT_POLICY });
     const rgb = await p.scan(read('SC_rgb_rle_2frame.dcm'));
     expect(rgb).toMatchObject({ status: 'skipped', skipReason: 'out_of_scope', verdict: 'forward' });
     const ctOnly: Policy = { ...DEFAULT_POLICY, applicability: { modalities: ['CT'] } };
@@ -101,14 +114,14 @@ describe('ScanPipeline', () => {
   });
 
   test('broken input never throws: status error, the error code, and the policy verdict', async () => {
-    const p = await pipeline({ policy: { ...DEFAULT_POLICY, onError: { decode: 'flag', model: 'block', timeout: 'block' } } });
+    const p = await pipeline({ policy: { ...ANY_SCOPE, onError: { decode: 'flag', model: 'block', timeout: 'block' } } });
     const whole = read('MR_small.dcm');
     const truncated = await p.scan(whole.subarray(0, whole.length - 100), { file: 'cut.dcm' }); // ends inside Pixel Data
     expect(truncated.status).toBe('error');
     expect(truncated.error!.code).toBe('DICOM_TRUNCATED');
     expect(errorClassOf(truncated.error!.code)).toBe('decode');
     expect(truncated.verdict).toBe('flag');
-    expect(truncated.reasons).toEqual([`error:${truncated.error!.code}`]);
+    expect(truncated.reasons!.map(formatReason)).toEqual([`error:${truncated.error!.code}`]);
     const garbage = await p.scan(new TextEncoder().encode('hello, not a DICOM file'));
     expect(garbage.status).toBe('error');
     expect(garbage.error!.code).toBe('NOT_DICOM');
@@ -116,7 +129,7 @@ describe('ScanPipeline', () => {
   });
 
   test('an inference deadline gives status error MODEL_TIMEOUT and the timeout verdict', async () => {
-    const p = await pipeline({ modelPath: slowPath, timeoutMs: 5, policy: { ...DEFAULT_POLICY, onError: { decode: 'block', model: 'block', timeout: 'flag' } } });
+    const p = await pipeline({ modelPath: slowPath, timeoutMs: 5, policy: { ...ANY_SCOPE, onError: { decode: 'block', model: 'block', timeout: 'flag' } } });
     const rec = await p.scan(read('MR_small.dcm'));
     expect(rec).toMatchObject({ status: 'error', error: { code: 'MODEL_TIMEOUT' }, verdict: 'flag' });
   });

@@ -1,4 +1,4 @@
-import { DEFAULT_POLICY, applyStudyRule, combinePValues, decide, isApplicable, unreachableThresholds, validatePolicy, worstVerdict, type InstanceOutcome, type Policy } from '../../src/policy';
+import { DEFAULT_POLICY, applyStudyRule, combinePValues, decide, formatReason, isApplicable, unreachableThresholds, validatePolicy, worstVerdict, type InstanceOutcome, type Policy } from '../../src/policy';
 
 const policy: Policy = { ...DEFAULT_POLICY, decideBy: ['uad'], flagFpr: 0.05, blockFpr: 0.005 };
 const scanned = (p: number): InstanceOutcome => ({ kind: 'scanned', scores: { uad: { score: 1, pValue: p } } });
@@ -33,7 +33,7 @@ describe('decide', () => {
   });
 
   it('names the detector and p-value in its reason', () => {
-    expect(decide(scanned(0.001), policy).reasons[0]).toMatch(/^uad:p=0\.0010<=0\.005$/);
+    expect(formatReason(decide(scanned(0.001), policy).reasons[0])).toMatch(/^uad:p=0\.0010<=0\.005$/);
   });
 });
 

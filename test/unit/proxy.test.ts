@@ -6,8 +6,8 @@ import { FakeScanner } from '../helpers/fake-scanner';
 import { stow, sha256, referencedUids, failedItems, multipartBody } from '../helpers/stow';
 import { startServer, type RunningServer } from '../../src/proxy/server';
 import { validateConfig, type WardenConfigInput } from '../../src/config';
-import { createLogger } from '../../src/proxy/logger';
-import { readIdentity } from '../../src/proxy/identity';
+import { createLogger } from '../../src/core/logger';
+import { readHeader } from '../../src/dicom';
 import { parseMediaType, ingestMultipart } from '../../src/proxy/multipart';
 import { MemoryBudget } from '../../src/proxy/spool';
 import { FAILURE_REASONS } from '../../src/proxy/failure-reasons';
@@ -15,7 +15,7 @@ import { DEFAULT_POLICY } from '../../src/policy';
 
 const CORPUS = path.join(__dirname, '..', '..', '..', 'shared', 'corpus', 'dicom', 'pydicom', 'dicomdirtests', '98892003');
 const files = ['MR2/4981', 'MR2/5011', 'MR2/4950', 'MR2/6605'].map((p) => fs.readFileSync(path.join(CORPUS, p)));
-const uid = (b: Buffer): string => readIdentity(b)!.sopInstanceUid!;
+const uid = (b: Buffer): string => readHeader(b)!.sopInstanceUid!;
 
 async function withGateway(cfg: Partial<WardenConfigInput>, scanner: FakeScanner, fn: (w: RunningServer, sink: Awaited<ReturnType<typeof startSink>>) => Promise<void>): Promise<void> {
   const sink = await startSink();
@@ -204,7 +204,7 @@ describe('Retrieve URL rewriting and route matching', () => {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { matchRetrieve } = require('../../src/proxy/wado') as typeof import('../../src/proxy/wado');
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { decodedBytesEstimate } = require('../../src/proxy/identity') as typeof import('../../src/proxy/identity');
+  const { decodedBytesEstimate } = require('../../src/dicom') as typeof import('../../src/dicom');
 
   it('rewrites 0008,1190 under the upstream base path only, nested sequences included', () => {
     const json = [
@@ -231,7 +231,7 @@ describe('Retrieve URL rewriting and route matching', () => {
     expect(decodedBytesEstimate({ rows: 2048, columns: 2048, samplesPerPixel: 1 }, 8 << 20)).toBe(16 << 20);
     expect(decodedBytesEstimate({ rows: 512, columns: 512, frames: 10, samplesPerPixel: 3 }, 1)).toBe(512 * 512 * 30 * 4);
     expect(decodedBytesEstimate(null, 1234)).toBe(1234);
-    const id = readIdentity(files[0])!;
+    const id = readHeader(files[0])!;
     expect(id.rows).toBeGreaterThan(0);
     expect(id.seriesInstanceUid).toMatch(/^[0-9.]+$/);
   });
@@ -256,7 +256,7 @@ describe('WADO-RS retrieve scanning (in-process upstream)', () => {
     const scanner = new FakeScanner({ [uid(files[1])]: 'block' });
     const w = await startServer(validateConfig({ upstream: { url: `http://127.0.0.1:${port}/dicom-web` }, server: { port: 0, host: '127.0.0.1' }, wado: { scan: true, partialStatus: 200 }, limits: { memoryPartBytes: 1024 } }), { scanner, logger: createLogger('silent') });
     try {
-      const res = await fetch(`${w.url}/dicom-web/studies/${readIdentity(files[0])!.studyInstanceUid}`, { headers: { accept: 'multipart/related; type="application/dicom"' } });
+      const res = await fetch(`${w.url}/dicom-web/studies/${readHeader(files[0])!.studyInstanceUid}`, { headers: { accept: 'multipart/related; type="application/dicom"' } });
       const got = Buffer.from(await res.arrayBuffer());
       expect(res.status).toBe(200); // wado.partialStatus: 200 (CP-2418 clients)
       // files[1] blocked by the scanner; files[3] belongs to another study than the one retrieved

@@ -9,6 +9,10 @@ const ROOT = path.resolve(__dirname, '..', '..');
 const CORPUS = '../shared/corpus/dicom/pydicom'; // relative to the repo root
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warden-scan-'));
 const model = writeTestModel(dir, 'test.onnx');
+// The test model reads any greyscale image: a configuration that opens the default chest-radiograph scope (CR, DX)
+// to every modality, as a site protecting such a model would write it (the same file `warden serve` would read).
+const anyModality = path.join(dir, 'any-modality.yaml');
+fs.writeFileSync(anyModality, 'policy:\n  applicability:\n    modalities: []\n');
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 function warden(...args: string[]) {
@@ -28,7 +32,7 @@ describe('warden scan', () => {
   });
 
   test('--json prints one VerdictRecord per line; skipped for a non-image, error for a truncated file, exit 1', () => {
-    const res = warden('scan', '--json', '--model', model, '--no-detectors',
+    const res = warden('scan', '--json', '--config', anyModality, '--model', model, '--no-detectors',
       `${CORPUS}/MR_small.dcm`, `${CORPUS}/rtplan.dcm`, `${CORPUS}/JPEG2000.dcm`, truncated);
     expect(res.code).toBe(1);
     const lines = res.stdout.trim().split('\n');
@@ -56,10 +60,10 @@ describe('warden scan', () => {
   });
 
   test('folders are recursed; without errors the exit code is 0; the table mode prints a header and a summary', () => {
-    const json = warden('scan', '--json', '--model', model, '--no-detectors', path.join(folder, 'a'), `${CORPUS}/rtplan.dcm`);
+    const json = warden('scan', '--json', '--config', anyModality, '--model', model, '--no-detectors', path.join(folder, 'a'), `${CORPUS}/rtplan.dcm`);
     expect(json.code).toBe(0);
     expect(json.stdout.trim().split('\n').map((l) => JSON.parse(l).status)).toEqual(['scanned', 'skipped']);
-    const table = warden('scan', '--model', model, '--no-detectors', folder);
+    const table = warden('scan', '--config', anyModality, '--model', model, '--no-detectors', folder);
     expect(table.code).toBe(1);
     const out = table.stdout.split('\n');
     expect(out[0]).toMatch(/model warden-test 0\.0\.1 sha256:[0-9a-f]{12} provider cpu/);
@@ -70,7 +74,7 @@ describe('warden scan', () => {
   });
 
   test('--providers cuda,cpu falls back to cpu; bad options and a missing model exit 2 with a typed error', () => {
-    const gpu = warden('scan', '--json', '--model', model, '--no-detectors', '--providers', 'cuda,cpu', `${CORPUS}/MR_small.dcm`);
+    const gpu = warden('scan', '--json', '--config', anyModality, '--model', model, '--no-detectors', '--providers', 'cuda,cpu', `${CORPUS}/MR_small.dcm`);
     expect(gpu.code).toBe(0);
     expect(gpu.stderr).toMatch(/falling back to cpu/);
     expect(JSON.parse(gpu.stdout.trim()).status).toBe('scanned');

@@ -1,11 +1,13 @@
 import * as dcmjs from 'dcmjs';
+import { TAG } from './tags';
 
 /**
- * The few UIDs the PS3.18 response must carry back to the sender (SOP Class, SOP Instance) and the Study
- * Instance UID the study rule groups by. Read with dcmjs up to (0028,0100) only (past the UIDs, the image geometry), from a prefix of the part
- * when that suffices. These values stay in memory: logs and metrics only ever see hashUid() of them.
+ * The header of a Part-10 instance, read cheaply from its first bytes: the UIDs the PS3.18 response carries back
+ * to the sender (SOP Class, SOP Instance), the Study Instance UID the study rule groups by, and what the tags
+ * claim about the image (modality, photometric, geometry). Read with dcmjs up to (0028,0100) only, from a prefix
+ * of the part when that suffices. UIDs stay in memory: logs and metrics only ever see hashUid() of them.
  */
-export interface InstanceIdentity {
+export interface InstanceHeader {
   sopClassUid?: string;
   sopInstanceUid?: string;
   studyInstanceUid?: string;
@@ -17,6 +19,9 @@ export interface InstanceIdentity {
   frames?: number;
   samplesPerPixel?: number;
   bitsAllocated?: number;
+  modality?: string;
+  photometricInterpretation?: string;
+  bodyPartExamined?: string;
 }
 
 const num = (dict: Record<string, { Value?: unknown[] }> | undefined, tag: string): number | undefined => {
@@ -28,7 +33,7 @@ const num = (dict: Record<string, { Value?: unknown[] }> | undefined, tag: strin
  * Bytes an instance's decoded pixels take as 32-bit floats (all frames, all samples): what a scan allocates
  * beyond the instance's own bytes. Falls back to the part size when the geometry is unknown.
  */
-export function decodedBytesEstimate(id: InstanceIdentity | null, partBytes: number): number {
+export function decodedBytesEstimate(id: InstanceHeader | null, partBytes: number): number {
   if (!id?.rows || !id.columns) return partBytes;
   return id.rows * id.columns * (id.samplesPerPixel ?? 1) * (id.frames ?? 1) * 4;
 }
@@ -51,7 +56,7 @@ function valueOf(dict: Record<string, { Value?: unknown[] }> | undefined, tag: s
 }
 
 /** Returns null when the bytes are not a Part-10 file (no preamble + "DICM"). */
-export function readIdentity(bytes: Uint8Array): InstanceIdentity | null {
+export function readHeader(bytes: Uint8Array): InstanceHeader | null {
   if (bytes.length < 132 || bytes[128] !== 0x44 || bytes[129] !== 0x49 || bytes[130] !== 0x43 || bytes[131] !== 0x4d) return null;
   quietDcmjs();
   const ab = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
@@ -59,21 +64,24 @@ export function readIdentity(bytes: Uint8Array): InstanceIdentity | null {
     : (bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer);
   try {
     const dicomDict = dcmjs.data.DicomMessage.readFile(ab, {
-      ignoreErrors: true, untilTag: '00280100', stopOnGreaterTag: true, includeUntilTagValue: true, noCopy: true,
+      ignoreErrors: true, untilTag: TAG.BitsAllocated, stopOnGreaterTag: true, includeUntilTagValue: true, noCopy: true,
     });
     const meta = dicomDict.meta as Record<string, { Value?: unknown[] }>;
     const dict = dicomDict.dict as Record<string, { Value?: unknown[] }>;
     return {
-      sopClassUid: valueOf(dict, '00080016') ?? valueOf(meta, '00020002'),
-      sopInstanceUid: valueOf(dict, '00080018') ?? valueOf(meta, '00020003'),
-      studyInstanceUid: valueOf(dict, '0020000D'),
-      seriesInstanceUid: valueOf(dict, '0020000E'),
-      transferSyntaxUid: valueOf(meta, '00020010'),
-      rows: num(dict, '00280010'),
-      columns: num(dict, '00280011'),
-      frames: num(dict, '00280008'),
-      samplesPerPixel: num(dict, '00280002'),
-      bitsAllocated: num(dict, '00280100'),
+      sopClassUid: valueOf(dict, TAG.SOPClassUID) ?? valueOf(meta, TAG.MediaStorageSOPClassUID),
+      sopInstanceUid: valueOf(dict, TAG.SOPInstanceUID) ?? valueOf(meta, TAG.MediaStorageSOPInstanceUID),
+      studyInstanceUid: valueOf(dict, TAG.StudyInstanceUID),
+      seriesInstanceUid: valueOf(dict, TAG.SeriesInstanceUID),
+      transferSyntaxUid: valueOf(meta, TAG.TransferSyntaxUID),
+      rows: num(dict, TAG.Rows),
+      columns: num(dict, TAG.Columns),
+      frames: num(dict, TAG.NumberOfFrames),
+      samplesPerPixel: num(dict, TAG.SamplesPerPixel),
+      bitsAllocated: num(dict, TAG.BitsAllocated),
+      modality: valueOf(dict, TAG.Modality),
+      photometricInterpretation: valueOf(dict, TAG.PhotometricInterpretation),
+      bodyPartExamined: valueOf(dict, TAG.BodyPartExamined),
     };
   } catch {
     return {};
@@ -81,9 +89,9 @@ export function readIdentity(bytes: Uint8Array): InstanceIdentity | null {
 }
 
 /** Reads from `head` first; when that misses a UID and the part is longer, from the whole part. */
-export async function readIdentityFrom(head: Buffer, size: number, whole: () => Promise<Buffer>): Promise<InstanceIdentity | null> {
-  const first = readIdentity(head);
+export async function readHeaderFrom(head: Uint8Array, size: number, whole: () => Promise<Uint8Array>): Promise<InstanceHeader | null> {
+  const first = readHeader(head);
   if (first === null) return null;
   if ((first.sopInstanceUid && first.studyInstanceUid && first.sopClassUid) || head.length >= size) return first;
-  return readIdentity(await whole());
+  return readHeader(await whole());
 }

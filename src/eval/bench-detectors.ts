@@ -13,12 +13,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { DEFAULT_BUNDLE_PATH, PROJECT_ROOT } from '../core/defaults';
-import { bundleFromContents, fitBundle, type FittedBundle } from './index';
-import { instanceOf, type FeatureTable } from './detector';
-import { readBundleFile } from './bundle';
+import { bundleFromContents, fitBundle, mulberry32, type FittedBundle } from '../detectors';
+import { instanceOf, type FeatureTable } from '../detectors';
+import { readBundleFile } from '../detectors';
 import { readFeatureDump } from './features-io';
 import { toCsv } from './dataset';
-import { mulberry32 } from './linalg';
 
 function arg(name: string, def?: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);

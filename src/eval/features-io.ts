@@ -12,7 +12,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { WardenError } from '../core/errors';
-import type { FeatureTable } from './detector';
+import type { FeatureTable } from '../detectors';
 import { parseCsv, toCsv } from './dataset';
 
 export interface FeatureDumpHeader {

@@ -1,0 +1,7 @@
+/** Public surface of evaluation tooling: manifests and feature dumps on disk, ROC figures and the report. */
+export { listFiles, parseCsv, parseSourceSpec, readManifest, selectRows, toCsv, truthy } from './dataset';
+export type { ManifestRow, SourceKind, SourceSpec } from './dataset';
+export { readFeatureDump, readNpy, writeFeatureDump, writeNpy } from './features-io';
+export type { FeatureDump, FeatureDumpHeader } from './features-io';
+export { auroc, detLabel, eps255, epsLabel, groupKeys, rateAtOrBelow, renderMarkdown, rocCurve, rocSvg } from './evaluation';
+export type { BenignRow, CleanRow, EvalReport, EvalRow } from './evaluation';

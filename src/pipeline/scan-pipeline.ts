@@ -1,0 +1,268 @@
+import { performance } from 'node:perf_hooks';
+import type { Decision, DecodedInstance, ModelInput, ModelOutput, VerdictRecord } from '../core/types';
+import { WardenError, toWardenError, type ErrorCode } from '../core/errors';
+import { publish, type EventScope } from '../core/events';
+import { decodeInstance, isSkipped, type DecodeLimits } from '../dicom';
+import type { DetectorBundle } from '../detectors';
+import { decide, isApplicable, type InstanceOutcome, type Policy } from '../policy';
+import { preprocess, type FrameChoice, type InferencePool, type InferenceResult, type LoadedModel, type ModelManifest } from '../models';
+
+/**
+ * The one place the stages compose: decode → scope → preprocess → extract → detect → decide. A scan and an
+ * extraction are two short lists of steps run by one timed, error-wrapping runner; the gateway and every CLI command
+ * go through here (built by compose()), none re-implements a stage.
+ */
+
+export interface ScanMeta {
+  file?: string;
+  partIndex?: number;
+}
+
+/** A VerdictRecord plus `scannedFrame` (present for multi-frame instances: the frame that was scanned). */
+export type ScanRecord = VerdictRecord & { scannedFrame?: number };
+
+/** What a scan ends with: the printable record and the policy's Decision (always present). */
+export interface ScanResult {
+  record: ScanRecord;
+  decision: Decision;
+}
+
+export interface ExtractResult {
+  record: ScanRecord;
+  /** Present when the instance was decoded and run through the model. */
+  output?: ModelOutput;
+}
+
+export interface ScanPipelineParts {
+  model: LoadedModel;
+  pool: InferencePool;
+  policy: Policy;
+  bundle?: DetectorBundle;
+  limits?: Partial<DecodeLimits>;
+  frame?: FrameChoice;
+  scope?: EventScope;
+}
+
+/** Mutable state a scan carries from step to step. */
+interface StepState {
+  bytes: Uint8Array;
+  record: ScanRecord;
+  decoded?: DecodedInstance;
+  input?: ModelInput & { frameIndex: number };
+  output?: ModelOutput;
+}
+
+interface Step {
+  /** Key in record.timings; untimed steps have none. */
+  timing?: string;
+  /** Code and sentence prefix for an unexpected failure inside the step (typed errors keep their own). */
+  failure: { code: ErrorCode; sentence: string };
+  /** Returns an outcome to end the scan there, or nothing to go on. */
+  run(state: StepState): Promise<InstanceOutcome | void> | InstanceOutcome | void;
+}
+
+const round = (ms: number): number => Math.round(ms * 1000) / 1000;
+
+export class ScanPipeline {
+  readonly model: LoadedModel;
+  readonly manifest: ModelManifest;
+  readonly modelSha256: string;
+  readonly provider: string;
+  readonly bundle?: DetectorBundle;
+  readonly policy: Policy;
+  readonly pool: InferencePool;
+  readonly #scope?: EventScope;
+  readonly #scanSteps: Step[];
+  readonly #extractSteps: Step[];
+
+  constructor(parts: ScanPipelineParts) {
+    this.model = parts.model;
+    this.manifest = parts.model.manifest;
+    this.modelSha256 = parts.model.sha256;
+    this.pool = parts.pool;
+    this.provider = parts.pool.provider;
+    this.policy = parts.policy;
+    this.bundle = parts.bundle;
+    this.#scope = parts.scope;
+    const decode = decodeStep(parts.limits);
+    const pre = preprocessStep(this.manifest, parts.frame ?? 'first');
+    const infer = inferStep(this.pool, this.manifest);
+    this.#scanSteps = [decode, scopeStep(this.policy), pre, infer, detectStep(this.bundle)];
+    this.#extractSteps = [decode, pre, infer];
+  }
+
+  /** Instances waiting for or inside inference. */
+  queueDepth(): number {
+    return this.pool.queueDepth();
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+
+  /** Runs the model on a preprocessed input (transfers the tensor). */
+  infer(input: ModelInput, options?: { timeoutMs?: number; transfer?: boolean }): Promise<InferenceResult> {
+    return this.pool.run(input.tensor, input.shape, options);
+  }
+
+  /**
+   * Scans one instance and asks the policy. Never throws for bad input: the record says status 'error' with
+   * error.code and the Decision applies policy.onError. The record shows the verdict and reasons whenever the policy
+   * judged the instance (not for a scan without detectors).
+   */
+  async scan(bytes: Uint8Array, meta: ScanMeta = {}): Promise<ScanResult> {
+    const { state, outcome } = await this.#run(this.#scanSteps, bytes, meta);
+    const decision = decide(outcome ?? { kind: 'unjudged' }, this.policy);
+    if (outcome && outcome.kind !== 'unjudged') {
+      state.record.verdict = decision.verdict;
+      state.record.reasons = decision.reasons;
+    }
+    const record = this.#finish(state);
+    return { record, decision };
+  }
+
+  /** decode → preprocess → extract, without scope rules, detectors or verdict (for fit / features / eval). */
+  async extract(bytes: Uint8Array, meta: ScanMeta = {}): Promise<ExtractResult> {
+    const { state } = await this.#run(this.#extractSteps, bytes, meta);
+    return { record: this.#finish(state), output: state.output };
+  }
+
+  async #run(steps: Step[], bytes: Uint8Array, meta: ScanMeta): Promise<{ state: StepState; outcome?: InstanceOutcome }> {
+    const t0 = performance.now();
+    const record: ScanRecord = {
+      ...(meta.file !== undefined ? { file: meta.file } : {}), ...(meta.partIndex !== undefined ? { partIndex: meta.partIndex } : {}),
+      status: 'scanned', timings: {},
+    };
+    const state: StepState = { bytes, record };
+    let outcome: InstanceOutcome | undefined;
+    for (const step of steps) {
+      const t = performance.now();
+      try {
+        outcome = (await step.run(state)) ?? undefined;
+      } catch (err) {
+        const e = toWardenError(err, step.failure.code, `${step.failure.sentence}: ${err instanceof Error ? err.message : String(err)}`);
+        record.status = 'error';
+        record.error = { code: e.code, message: e.message };
+        outcome = { kind: 'error', code: e.code };
+      }
+      if (step.timing) record.timings[step.timing] = round(performance.now() - t);
+      if (outcome) break;
+    }
+    record.timings.total = round(performance.now() - t0);
+    return { state, outcome };
+  }
+
+  #finish(state: StepState): ScanRecord {
+    const record = canonical(state.record);
+    if (this.#scope) {
+      const scope = this.#scope;
+      publish('instanceScanned', () => ({ scope, status: record.status, errorCode: record.error?.code, timings: record.timings, scores: record.scores }));
+    }
+    return record;
+  }
+}
+
+function decodeStep(limits: Partial<DecodeLimits> | undefined): Step {
+  return {
+    timing: 'decode',
+    failure: { code: 'DICOM_MALFORMED', sentence: 'Decoding failed' },
+    async run(s) {
+      const decoded = await decodeInstance(s.bytes, limits);
+      const common = { sopInstanceUidHash: decoded.sopInstanceUidHash, sopClassUid: decoded.sopClassUid, modality: decoded.modality, transferSyntaxUid: decoded.transferSyntaxUid };
+      if (isSkipped(decoded)) {
+        Object.assign(s.record, dropUndefined(common), { status: 'skipped', skipReason: decoded.reason });
+        return { kind: 'skipped' };
+      }
+      Object.assign(s.record, dropUndefined({ ...common, rows: decoded.rows, columns: decoded.columns, frames: decoded.numberOfFrames }));
+      s.decoded = decoded;
+    },
+  };
+}
+
+function scopeStep(policy: Policy): Step {
+  return {
+    failure: { code: 'INTERNAL', sentence: 'The scope check failed' },
+    run(s) {
+      if (isApplicable(s.decoded!, policy.applicability)) return;
+      s.record.status = 'skipped';
+      s.record.skipReason = 'out_of_scope';
+      return { kind: 'out_of_scope' };
+    },
+  };
+}
+
+function preprocessStep(manifest: ModelManifest, frame: FrameChoice): Step {
+  return {
+    timing: 'preprocess',
+    failure: { code: 'UNSUPPORTED_PIXEL_FORMAT', sentence: 'Preprocessing failed' },
+    run(s) {
+      const decoded = s.decoded!;
+      s.input = preprocess(decoded, manifest, { frame, consumeFrame: true });
+      if (decoded.numberOfFrames > 1) s.record.scannedFrame = s.input.frameIndex;
+      // The tensor is all inference needs: let the decoded frames (often the largest allocation) go now.
+      decoded.frames = [];
+    },
+  };
+}
+
+function inferStep(pool: InferencePool, manifest: ModelManifest): Step {
+  return {
+    timing: 'inference',
+    failure: { code: 'MODEL_INFERENCE_FAILED', sentence: 'Inference failed' },
+    async run(s) {
+      const res = await pool.run(s.input!.tensor, s.input!.shape);
+      s.output = toOutput(res, manifest);
+      s.record.prediction = predictionOf(s.output.logits, manifest.classes);
+      s.record.featureDims = Object.fromEntries(Object.entries(s.output.features).map(([k, v]) => [k, v.length]));
+    },
+  };
+}
+
+function detectStep(bundle: DetectorBundle | undefined): Step {
+  return {
+    timing: 'detect',
+    failure: { code: 'INTERNAL', sentence: 'Detector scoring failed' },
+    run(s) {
+      if (!bundle) return { kind: 'unjudged' };
+      s.record.scores = bundle.score(s.output!.features, s.record.prediction!.index);
+      return { kind: 'scanned', scores: s.record.scores };
+    },
+  };
+}
+
+function toOutput(res: InferenceResult, manifest: ModelManifest): ModelOutput {
+  const outs = manifest.outputs;
+  const logits = res.outputs[outs.logits];
+  if (!logits || logits.length !== manifest.classes.length) {
+    throw new WardenError('MODEL_MANIFEST_INVALID',
+      `Output ${outs.logits} has ${logits ? logits.length : 0} values; the manifest lists ${manifest.classes.length} classes.`);
+  }
+  const features: Record<string, Float32Array> = {};
+  for (const name of outs.features) features[name] = res.outputs[name];
+  return { logits, features };
+}
+
+/** Softmax (max-shifted) and argmax. */
+export function predictionOf(logits: Float32Array, classes: string[]): { index: number; label: string; probability: number } {
+  let index = 0;
+  for (let i = 1; i < logits.length; i++) if (logits[i] > logits[index]) index = i;
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - logits[index]);
+  return { index, label: classes[index] ?? String(index), probability: 1 / sum };
+}
+
+const FIELD_ORDER: (keyof ScanRecord)[] = [
+  'file', 'partIndex', 'sopInstanceUidHash', 'sopClassUid', 'modality', 'transferSyntaxUid', 'rows', 'columns', 'frames',
+  'scannedFrame', 'status', 'skipReason', 'error', 'prediction', 'featureDims', 'scores', 'verdict', 'reasons', 'timings',
+];
+
+/** Same record, keys in one stable order (JSONL readers and diffs like that). */
+function canonical(r: ScanRecord): ScanRecord {
+  const out: Record<string, unknown> = {};
+  for (const k of FIELD_ORDER) if (r[k] !== undefined) out[k] = r[k];
+  return out as unknown as ScanRecord;
+}
+
+function dropUndefined<T extends Record<string, unknown>>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,82 @@
+import type { Request } from 'express';
+import { publish } from '../core/events';
+import { TAG } from '../dicom';
+import { formatReasons } from '../policy';
+import type { AppContext } from './context';
+import { FAILURE_REASONS } from './failure-reasons';
+import type { JudgedPart } from './judge';
+import { multipartBody, sanitizeHeader } from './multipart-writer';
+
+/**
+ * The STOW-RS forward: the accepted parts' original bytes in one upstream STOW-RS request, and what the upstream
+ * says it did with each instance (from its PS3.18 response body).
+ */
+
+/** Per accepted part (by index): stored upstream, or not with the upstream's failure reason. */
+export type UpstreamOutcome = { stored: true } | { stored: false; failureReason: number };
+
+export type ForwardResult =
+  | { kind: 'answered'; status: number; outcomes: ReadonlyMap<number, UpstreamOutcome> }
+  | { kind: 'unavailable'; status: 502 | 503 | 504; upstreamStatus?: number; retryAfter?: string; message: string };
+
+/** Upstream statuses that mean nothing was stored. */
+const NOTHING_STORED = new Set([401, 403, 404, 413, 415]);
+
+export async function forwardStow(ctx: AppContext, req: Request, accepted: JudgedPart[]): Promise<ForwardResult> {
+  const flagHeader = ctx.config.upstream.flagHeader;
+  const multipart = multipartBody(accepted.map((p) => ({
+    headers: {
+      'Content-Type': 'application/dicom',
+      'Content-Length': String(p.stored.size),
+      ...(flagHeader && p.decision.verdict === 'flag' ? { [flagHeader]: sanitizeHeader(formatReasons(p.decision.reasons).join('; ') || 'flagged') } : {}),
+    },
+    size: p.stored.size,
+    stream: () => p.stored.stream(),
+  })));
+  const flagged = accepted.filter((p) => p.decision.verdict === 'flag').length;
+  const headers: Record<string, string> = { 'content-type': multipart.contentType, 'content-length': String(multipart.length), accept: 'application/dicom+json' };
+  if (flagHeader && flagged > 0) headers[flagHeader.toLowerCase()] = `count=${flagged}`;
+  const path = req.originalUrl.slice(ctx.config.server.basePath.length);
+
+  let res;
+  try {
+    res = await ctx.upstream.request('POST', path, headers, multipart.body());
+  } catch (err) {
+    return { kind: 'unavailable', status: 502, message: (err as Error).message };
+  }
+  const text = await res.body.text().catch(() => '');
+  if (res.statusCode >= 500 || NOTHING_STORED.has(res.statusCode)) {
+    publish('error', { scope: ctx.scope, code: 'UPSTREAM_ERROR' });
+    return {
+      kind: 'unavailable', status: res.statusCode === 503 ? 503 : res.statusCode === 504 ? 504 : 502, upstreamStatus: res.statusCode,
+      retryAfter: typeof res.headers['retry-after'] === 'string' ? res.headers['retry-after'] : undefined,
+      message: `The upstream DICOMweb server answered ${res.statusCode} to the STOW-RS request; nothing is claimed stored.`,
+    };
+  }
+  const { referenced, failed } = readStowResponse(text);
+  const outcomes = new Map<number, UpstreamOutcome>();
+  for (const p of accepted) {
+    const uid = p.header?.sopInstanceUid ?? '';
+    const reason = failed.get(uid);
+    if (reason !== undefined) outcomes.set(p.index, { stored: false, failureReason: reason });
+    else if (referenced.has(uid) || res.statusCode === 200) outcomes.set(p.index, { stored: true });
+    else outcomes.set(p.index, { stored: false, failureReason: FAILURE_REASONS.upstream_failed.code });
+  }
+  return { kind: 'answered', status: res.statusCode, outcomes };
+}
+
+/** Which SOP Instance UIDs a PS3.18 STOW-RS response body lists as stored (0008,1199) or failed (0008,1198). */
+export function readStowResponse(text: string): { referenced: Set<string>; failed: Map<string, number> } {
+  const referenced = new Set<string>();
+  const failed = new Map<string, number>();
+  try {
+    type Item = Record<string, { Value?: unknown[] }>;
+    const json = JSON.parse(text) as unknown;
+    const ds = (Array.isArray(json) ? json[0] : json) as Record<string, { Value?: Item[] }> | undefined;
+    for (const it of ds?.[TAG.ReferencedSOPSequence]?.Value ?? []) referenced.add(String(it[TAG.ReferencedSOPInstanceUID]?.Value?.[0] ?? ''));
+    for (const it of ds?.[TAG.FailedSOPSequence]?.Value ?? []) {
+      failed.set(String(it[TAG.ReferencedSOPInstanceUID]?.Value?.[0] ?? ''), Number(it[TAG.FailureReason]?.Value?.[0] ?? FAILURE_REASONS.upstream_failed.code));
+    }
+  } catch { /* no or unreadable body: the status alone decides */ }
+  return { referenced, failed };
+}
