@@ -5,7 +5,8 @@ import { WardenError } from '../core/errors';
 import { ConfigSchema, RuntimeConfigSchema, type WardenConfig } from './schema';
 
 /** Environment variables that override one key each. `WARDEN_CONFIG` names the YAML file itself. */
-export const ENV_OVERRIDES: Record<string, { key: string; type: 'string' | 'int' | 'bool' | 'nullable-string' }> = {
+/** `secret`: a credential; set but empty is an error (an empty token must never silently turn authentication off). */
+export const ENV_OVERRIDES: Record<string, { key: string; type: 'string' | 'int' | 'bool' | 'nullable-string' | 'secret' }> = {
   WARDEN_UPSTREAM_URL: { key: 'upstream.url', type: 'string' },
   WARDEN_PORT: { key: 'server.port', type: 'int' },
   WARDEN_HOST: { key: 'server.host', type: 'string' },
@@ -14,12 +15,14 @@ export const ENV_OVERRIDES: Record<string, { key: string; type: 'string' | 'int'
   WARDEN_MODEL_PATH: { key: 'model.path', type: 'nullable-string' },
   WARDEN_BUNDLE_PATH: { key: 'model.bundle', type: 'nullable-string' },
   WARDEN_PROVIDER: { key: 'model.provider', type: 'string' },
-  WARDEN_DICOMWEB_TOKEN: { key: 'auth.dicomwebToken', type: 'nullable-string' },
-  WARDEN_METRICS_TOKEN: { key: 'auth.metricsToken', type: 'nullable-string' },
+  WARDEN_DICOMWEB_TOKEN: { key: 'auth.dicomwebToken', type: 'secret' },
+  WARDEN_METRICS_TOKEN: { key: 'auth.metricsToken', type: 'secret' },
   WARDEN_LOG_LEVEL: { key: 'logging.level', type: 'string' },
   WARDEN_MAX_CONCURRENT_SCANS: { key: 'limits.maxConcurrentScans', type: 'int' },
   WARDEN_WADO_SCAN: { key: 'wado.scan', type: 'bool' },
   WARDEN_STUDY_RULE: { key: 'policy.studyRule', type: 'string' },
+  WARDEN_UID_HASH_KEY: { key: 'security.uidHashKey', type: 'secret' },
+  WARDEN_STATE_DIR: { key: 'server.stateDir', type: 'nullable-string' },
 };
 
 function configError(problems: string[], source: string): WardenError {
@@ -41,7 +44,11 @@ export function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): 
   const problems: string[] = [];
   for (const [name, { key, type }] of Object.entries(ENV_OVERRIDES)) {
     const value = env[name];
-    if (value === undefined || value === '') continue;
+    if (value === undefined) continue;
+    if (value.trim() === '') {
+      if (type === 'secret') problems.push(`${name} (→ ${key}) is set but empty: unset it to leave ${key} as configured, or give it a value (an empty secret never turns authentication off)`);
+      continue;
+    }
     if (type === 'int') {
       if (!/^\d+$/.test(value)) { problems.push(`${name} (→ ${key}): expected an integer, got "${value}"`); continue; }
       setPath(raw, key, Number(value));

@@ -19,6 +19,12 @@ export const ServerSchema = z.strictObject({
   keepAliveTimeoutMs: positiveInt.default(5000),
   /** Warden's external DICOMweb base URL for Retrieve URLs (null: from the request's Host + basePath). */
   publicBaseUrl: httpUrl.nullable().default(null),
+  /** Longest time a whole request (headers and body) may take to arrive; 408 after. */
+  requestTimeoutMs: positiveInt.default(3_600_000),
+  /** Longest time the request headers may take to arrive. */
+  headersTimeoutMs: positiveInt.default(60_000),
+  /** Where Warden keeps its own state (the UID-hash key when none is configured). */
+  stateDir: z.string().min(1).nullable().default(null),
 });
 
 export const UpstreamSchema = z.strictObject({
@@ -54,7 +60,18 @@ export const LimitsSchema = z.strictObject({
   maxQueuedScans: z.number().int().min(0).default(256),
   maxConcurrentStowRequests: positiveInt.default(32),
   scanTimeoutMs: positiveInt.default(120000),
+  /** Longest pause between two chunks of a multipart body (STOW-RS request, scanned WADO-RS response); 408 / 502 after. */
+  bodyIdleTimeoutMs: positiveInt.default(30000),
   retryAfterSeconds: positiveInt.default(5),
+});
+
+export const SecuritySchema = z.strictObject({
+  /**
+   * Secret key for the HMAC-SHA-256 of UIDs in logs, records and metrics (at least 32 characters). null = read
+   * `uidHashKeyFile`, else `<server.stateDir>/uid-hash.key`, created once with a random key.
+   */
+  uidHashKey: z.string().min(32, 'expected a key of at least 32 characters').nullable().default(null),
+  uidHashKeyFile: z.string().min(1).nullable().default(null),
 });
 
 export const AuthSchema = z.strictObject({
@@ -83,6 +100,7 @@ export const ConfigSchema = z.strictObject({
   policy: PolicySchema.default(PolicySchema.parse({})),
   limits: LimitsSchema.default(LimitsSchema.parse({})),
   auth: AuthSchema.default(AuthSchema.parse({})),
+  security: SecuritySchema.default(SecuritySchema.parse({})),
   stow: StowSchema.default(StowSchema.parse({})),
   wado: WadoSchema.default(WadoSchema.parse({})),
   logging: LoggingSchema.default(LoggingSchema.parse({})),

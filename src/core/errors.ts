@@ -32,6 +32,9 @@ export const ERROR_CATALOGUE = {
   UNAUTHORIZED: { kind: 'client', status: 401, summary: 'The request carries no valid credentials for this route.' },
   NOT_FOUND: { kind: 'client', status: 404, summary: 'No route matches the request path.' },
   METHOD_NOT_ALLOWED: { kind: 'client', status: 405, summary: 'The route does not support the request method.' },
+  PATH_REFUSED: { kind: 'client', status: 400, summary: 'The request path is not a canonical DICOMweb path (dot segments or encoded separators).' },
+  HTTP_MALFORMED: { kind: 'client', status: 400, summary: 'The HTTP request is malformed (its framing or headers cannot be read).' },
+  REQUEST_TIMEOUT: { kind: 'client', status: 408, summary: 'The request (or its body) did not arrive within the configured time.' },
   MULTIPART_MALFORMED: { kind: 'input', status: 400, summary: 'The multipart/related body is malformed.' },
   UNSUPPORTED_MEDIA_TYPE: { kind: 'input', status: 415, summary: 'The request content type is not supported.' },
   BODY_TOO_LARGE: { kind: 'input', status: 413, summary: 'The request body exceeds the configured limit.' },
@@ -40,6 +43,7 @@ export const ERROR_CATALOGUE = {
   // gateway: the upstream DICOMweb server
   UPSTREAM_UNAVAILABLE: { kind: 'upstream', status: 502, summary: 'The upstream DICOMweb server could not be reached.' },
   UPSTREAM_ERROR: { kind: 'upstream', status: 502, summary: 'The upstream DICOMweb server answered with an error.' },
+  UPSTREAM_TIMEOUT: { kind: 'upstream', status: 504, summary: 'The upstream DICOMweb server did not answer in time.' },
   INTERNAL: { kind: 'internal', status: 500, summary: 'An unexpected internal error.' },
 } as const;
 

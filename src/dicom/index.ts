@@ -4,6 +4,6 @@
  */
 export { decodeInstance, isSkipped } from './decode';
 export { DEFAULT_DECODE_LIMITS, type DecodeLimits } from './limits';
-export { hashUid } from './hash';
+export { hashUid, setUidHashKey } from './hash';
 export { decodedBytesEstimate, readHeader, readHeaderFrom, type InstanceHeader } from './header';
 export { TAG } from './tags';

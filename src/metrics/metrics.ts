@@ -13,6 +13,8 @@ export interface WardenMetrics {
   instances: Counter<'route' | 'verdict'>;
   /** Instances not scanned, by reason (out_of_scope | not_an_image). Also counted in instances{verdict="forward"}. */
   unscanned: Counter<'reason'>;
+  /** Instances scanned although their tags put them out of scope, because their pixels fit the model (policy.scanByPixels). */
+  scannedByPixels: Counter;
   /** Studies by route and their worst instance verdict. */
   studies: Counter<'route' | 'verdict'>;
   /** Flagged instances, by the detector(s) that flagged them. */
@@ -33,6 +35,8 @@ export interface WardenMetrics {
   saturated: Counter;
   modelInfo: Gauge<'model_sha256' | 'provider' | 'bundle_sha256' | 'detectors' | 'version'>;
   errors: Counter<'code'>;
+  /** 1 while a security warning about the running configuration holds (e.g. no auth beyond loopback). */
+  securityWarnings: Gauge<'warning'>;
 }
 
 export const STAGE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -61,6 +65,7 @@ export function createMetrics(options: MetricsOptions = {}): WardenMetrics {
     registry,
     instances: new Counter({ name: 'warden_instances_total', help: 'DICOM instances judged, by route (stow, wado) and final verdict (forward, flag, block).', labelNames: ['route', 'verdict'] as const, registers }),
     unscanned: new Counter({ name: 'warden_instances_unscanned_total', help: 'Instances passed on without a scan, by reason (out_of_scope, not_an_image).', labelNames: ['reason'] as const, registers }),
+    scannedByPixels: new Counter({ name: 'warden_instances_scanned_by_pixels_total', help: 'Instances scanned although their tags put them out of scope, because their pixels fit the model (policy.scanByPixels).', registers }),
     studies: new Counter({ name: 'warden_studies_total', help: 'Studies judged, by route and their worst instance verdict.', labelNames: ['route', 'verdict'] as const, registers }),
     flagged: new Counter({ name: 'warden_flagged_instances_total', help: 'Instances passed on with a flag, by the detector(s) that flagged them.', labelNames: ['detector'] as const, registers }),
     stageDuration: new Histogram({ name: 'warden_stage_duration_seconds', help: 'Time spent per pipeline stage (ingest, decode, preprocess, inference, detect, total, forward).', labelNames: ['stage'] as const, buckets: STAGE_BUCKETS, registers }),
@@ -86,5 +91,6 @@ export function createMetrics(options: MetricsOptions = {}): WardenMetrics {
     saturated: new Counter({ name: 'warden_saturated_rejections_total', help: 'Requests answered 503 because the scan limits were reached.', registers }),
     modelInfo: new Gauge({ name: 'warden_model_info', help: 'The loaded model and detector bundle (value 1).', labelNames: ['model_sha256', 'provider', 'bundle_sha256', 'detectors', 'version'] as const, registers }),
     errors: new Counter({ name: 'warden_errors_total', help: 'Errors by stable Warden error code (see docs/errors.md).', labelNames: ['code'] as const, registers }),
+    securityWarnings: new Gauge({ name: 'warden_security_warning', help: 'A security warning about the running configuration holds (1) or not (0), by warning.', labelNames: ['warning'] as const, registers }),
   };
 }

@@ -23,6 +23,7 @@ export function subscribeMetrics(m: WardenMetrics, scope: EventScope): () => voi
     subscribe('instanceDecided', scope, (e) => {
       m.instances.inc({ route: e.route, verdict: e.decision.verdict });
       if (e.unscanned) m.unscanned.inc({ reason: e.unscanned });
+      if (e.decision.reasons.some((r) => r.code === 'tags_out_of_scope')) m.scannedByPixels.inc();
       if (e.decision.verdict === 'flag') m.flagged.inc({ detector: reasonLabel(e.decision.reasons) });
       if (e.spooled) m.spooledParts.inc();
       // an instance that could not be scanned counts its error once, whichever stage failed

@@ -6,8 +6,8 @@ import { WardenError } from '../core/errors';
 import { DEFAULT_BUNDLE_PATH, DEFAULT_MODEL_PATH } from '../core/defaults';
 import type { EventScope } from '../core/events';
 import { cliLogger } from '../core/logger';
-import type { WardenConfig } from '../config';
-import type { DecodeLimits } from '../dicom';
+import { resolveUidHashKey, type WardenConfig } from '../config';
+import { setUidHashKey, type DecodeLimits } from '../dicom';
 import { loadBundle, type DetectorBundle } from '../detectors';
 import { InferencePool, loadModelManifest, type FrameChoice, type LoadedModel } from '../models';
 import { DEFAULT_POLICY, unreachableThresholds, type Policy } from '../policy';
@@ -45,6 +45,8 @@ export interface RuntimeOptions {
   logger?: pino.Logger;
   /** Telemetry scope the pipeline publishes its events under. */
   scope?: EventScope;
+  /** The install's secret for hashing UIDs (process-wide; see src/dicom/hash.ts). */
+  uidHashKey?: string;
 }
 
 export interface Runtime {
@@ -59,7 +61,7 @@ export interface Runtime {
 }
 
 /** The configuration sections the scan side reads. */
-export type RuntimeConfig = Pick<WardenConfig, 'model' | 'policy' | 'limits'>;
+export type RuntimeConfig = Pick<WardenConfig, 'model' | 'policy' | 'limits' | 'server' | 'security'>;
 
 /** Execution providers for a configured `model.provider`: cuda/tensorrt always with an explicit cpu fallback. */
 export function providersFor(setting: RuntimeConfig['model']['provider']): string[] {
@@ -82,6 +84,7 @@ export function runtimeOptionsFromConfig(config: RuntimeConfig): RuntimeOptions 
     policy: config.policy,
     timeoutMs: config.limits.scanTimeoutMs,
     maxQueue: Math.max(config.limits.maxQueuedScans, config.limits.maxConcurrentScans),
+    uidHashKey: resolveUidHashKey(config),
   };
 }
 
@@ -95,6 +98,7 @@ export function resolveBundlePath(modelPath: string, bundlePath: string | null |
 export async function compose(opts: RuntimeOptions = {}): Promise<Runtime> {
   const modelPath = path.resolve(opts.modelPath ?? DEFAULT_MODEL_PATH);
   const logger = opts.logger ?? cliLogger();
+  if (opts.uidHashKey) setUidHashKey(opts.uidHashKey);
   const model = await loadModelManifest(modelPath);
   const m = model.manifest;
 

@@ -4,7 +4,7 @@ import { WardenError, toWardenError, type ErrorCode } from '../core/errors';
 import { publish, type EventScope } from '../core/events';
 import { decodeInstance, isSkipped, type DecodeLimits } from '../dicom';
 import type { DetectorBundle } from '../detectors';
-import { decide, isApplicable, type InstanceOutcome, type Policy } from '../policy';
+import { decide, fitsModelInput, isApplicable, outOfScopeAction, type InstanceOutcome, type Policy } from '../policy';
 import { preprocess, type FrameChoice, type InferencePool, type InferenceResult, type LoadedModel, type ModelManifest } from '../models';
 
 /**
@@ -50,6 +50,8 @@ interface StepState {
   decoded?: DecodedInstance;
   input?: ModelInput & { frameIndex: number };
   output?: ModelOutput;
+  /** Scanned although its tags put it out of scope (its pixels fit the model). */
+  byPixels?: boolean;
 }
 
 interface Step {
@@ -87,7 +89,7 @@ export class ScanPipeline {
     const decode = decodeStep(parts.limits);
     const pre = preprocessStep(this.manifest, parts.frame ?? 'first');
     const infer = inferStep(this.pool, this.manifest);
-    this.#scanSteps = [decode, scopeStep(this.policy), pre, infer, detectStep(this.bundle)];
+    this.#scanSteps = [decode, scopeStep(this.policy, this.manifest), pre, infer, detectStep(this.bundle)];
     this.#extractSteps = [decode, pre, infer];
   }
 
@@ -179,14 +181,24 @@ function decodeStep(limits: Partial<DecodeLimits> | undefined): Step {
   };
 }
 
-function scopeStep(policy: Policy): Step {
+/**
+ * In scope by its tags, or by its pixels when the tags say otherwise (policy.scanByPixels: a sender who edits
+ * Modality does not skip the detectors); else out of scope, with the policy's action for it.
+ */
+function scopeStep(policy: Policy, manifest: ModelManifest): Step {
+  const [, , height, width] = manifest.input.shape;
   return {
     failure: { code: 'INTERNAL', sentence: 'The scope check failed' },
     run(s) {
-      if (isApplicable(s.decoded!, policy.applicability)) return;
+      const decoded = s.decoded!;
+      if (isApplicable(decoded, policy.applicability)) return;
+      if (policy.scanByPixels !== false && fitsModelInput(decoded, { height, width })) {
+        s.byPixels = true;
+        return;
+      }
       s.record.status = 'skipped';
       s.record.skipReason = 'out_of_scope';
-      return { kind: 'out_of_scope' };
+      return { kind: 'out_of_scope', action: outOfScopeAction(decoded, policy) };
     },
   };
 }
@@ -223,9 +235,10 @@ function detectStep(bundle: DetectorBundle | undefined): Step {
     timing: 'detect',
     failure: { code: 'INTERNAL', sentence: 'Detector scoring failed' },
     run(s) {
-      if (!bundle) return { kind: 'unjudged' };
+      const byPixels = s.byPixels ? { byPixels: true } : {};
+      if (!bundle) return { kind: 'unjudged', ...byPixels };
       s.record.scores = bundle.score(s.output!.features, s.record.prediction!.index);
-      return { kind: 'scanned', scores: s.record.scores };
+      return { kind: 'scanned', scores: s.record.scores, ...byPixels };
     },
   };
 }

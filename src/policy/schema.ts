@@ -18,8 +18,21 @@ export interface ApplicabilitySelectors {
 
 export type ErrorClass = 'decode' | 'model' | 'timeout';
 
+/** A selector with the action for instances outside the scope that match it. */
+export interface OutOfScopeRule extends ApplicabilitySelectors {
+  action: Verdict;
+}
+
 export interface Policy {
+  /** The scope by the instance's tags: instances inside are scanned. */
   applicability: ApplicabilitySelectors;
+  /**
+   * Tags are the sender's word: scan an instance whose tags put it out of scope when its pixels fit what the model
+   * reads (greyscale, single frame, at least the model's input size, aspect ratio at most 3:1). Default true.
+   */
+  scanByPixels?: boolean;
+  /** What happens to instances that are not scanned because they are out of scope: the first matching rule's action, else `action`. */
+  outOfScope?: { action: Verdict; rules?: OutOfScopeRule[] };
   /** Flag when the combined p-value is at or below this clean false-positive rate. */
   flagFpr: number;
   /** Block when the combined p-value is at or below this clean false-positive rate (≤ flagFpr). */
@@ -39,6 +52,13 @@ const stringList = z.array(z.string().min(1));
 // The embedded reference model reads chest radiographs: CR and DX by default; widen for other models.
 const DEFAULT_APPLICABILITY = { sopClassUids: [], modalities: ['CR', 'DX'], bodyParts: [], photometric: ['MONOCHROME1', 'MONOCHROME2'] };
 
+const selectors = {
+  sopClassUids: stringList.default([]),
+  modalities: stringList.default([]),
+  bodyParts: stringList.default([]),
+  photometric: stringList.default([]),
+};
+
 export const PolicySchema = z.strictObject({
   applicability: z.strictObject({
     sopClassUids: stringList.default([]),
@@ -46,6 +66,11 @@ export const PolicySchema = z.strictObject({
     bodyParts: stringList.default([]),
     photometric: stringList.default(DEFAULT_APPLICABILITY.photometric),
   }).default(DEFAULT_APPLICABILITY),
+  scanByPixels: z.boolean().default(true),
+  outOfScope: z.strictObject({
+    action: verdict.default('forward'),
+    rules: z.array(z.strictObject({ ...selectors, action: verdict })).default([]),
+  }).default({ action: 'forward', rules: [] }),
   flagFpr: fpr.default(0.05),
   blockFpr: fpr.default(0.005),
   decideBy: stringList.min(1).default(['uad']),

@@ -1,4 +1,5 @@
-import type { ApplicabilitySelectors } from './schema';
+import type { Verdict } from '../core/types';
+import type { ApplicabilitySelectors, Policy } from './schema';
 
 export interface InstanceAttributes {
   sopClassUid?: string;
@@ -21,4 +22,30 @@ export function isApplicable(attrs: InstanceAttributes, selectors: Applicability
     matches(selectors.bodyParts, attrs.bodyPartExamined, true) &&
     matches(selectors.photometric, attrs.photometricInterpretation, true)
   );
+}
+
+/** What the pixels of an instance are: enough to tell whether the model could read it, whatever the tags say. */
+export interface PixelGeometry {
+  rows: number;
+  columns: number;
+  numberOfFrames: number;
+  samplesPerPixel: number;
+}
+
+/**
+ * Whether an image fits what a model with this input reads as a radiograph: greyscale, a single frame, at least the
+ * model's input size on its short side, aspect ratio at most 3:1. The scope by pixels that sender-controlled tags
+ * (Modality, Body Part…) cannot talk their way out of.
+ */
+export function fitsModelInput(g: PixelGeometry, input: { height: number; width: number }): boolean {
+  const short = Math.min(g.rows, g.columns);
+  const long = Math.max(g.rows, g.columns);
+  return g.samplesPerPixel === 1 && g.numberOfFrames === 1 && short >= Math.min(input.height, input.width) && long <= 3 * short;
+}
+
+/** The action for an instance that is not scanned because it is out of scope: the first matching rule's, else the default. */
+export function outOfScopeAction(attrs: InstanceAttributes, policy: Policy): Verdict {
+  const rules = policy.outOfScope?.rules ?? [];
+  for (const rule of rules) if (isApplicable(attrs, rule)) return rule.action;
+  return policy.outOfScope?.action ?? 'forward';
 }

@@ -1,7 +1,7 @@
 import type { Request } from 'express';
 import { WardenError } from '../core/errors';
 import type { AppContext } from './context';
-import { parseMediaType } from './multipart';
+import { isValidBoundary, parseMediaType } from './multipart';
 
 /**
  * Admission: whether a request that will scan instances may start now (shutdown, the gateway's limits), and whether
@@ -29,6 +29,7 @@ export function stowBoundary(ctx: AppContext, req: Request): { boundary: string 
     return new WardenError('UNSUPPORTED_MEDIA_TYPE', `Warden scans application/dicom instances only; multipart/related type="${partType}" is not supported.`);
   }
   if (!ct.params.boundary) return new WardenError('MULTIPART_MALFORMED', 'The multipart/related Content-Type has no boundary parameter.');
+  if (!isValidBoundary(ct.params.boundary)) return new WardenError('MULTIPART_MALFORMED', 'The multipart boundary is not a valid RFC 2046 boundary (1 to 70 characters).');
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > ctx.config.limits.maxBodyBytes) {
     return new WardenError('BODY_TOO_LARGE', `The request body (${declared} bytes) exceeds limits.maxBodyBytes (${ctx.config.limits.maxBodyBytes}).`);
@@ -36,10 +37,10 @@ export function stowBoundary(ctx: AppContext, req: Request): { boundary: string 
   return { boundary: ct.params.boundary };
 }
 
-/** Headers that go with a refusal: Retry-After on 503, and the connection closed after a refusal of a body. */
+/** Headers that go with a refusal: Retry-After on 502/503/504 (worth retrying), the connection closed after a refused body. */
 export function refusalHeaders(ctx: AppContext, err: WardenError, closeConnection: boolean): Record<string, string> {
   return {
-    ...(err.status === 503 ? { 'Retry-After': String(ctx.config.limits.retryAfterSeconds) } : {}),
+    ...(err.status === 502 || err.status === 503 || err.status === 504 ? { 'Retry-After': String(ctx.config.limits.retryAfterSeconds) } : {}),
     ...(closeConnection ? { Connection: 'close' } : {}),
   };
 }

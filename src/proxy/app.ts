@@ -7,7 +7,8 @@ import { bearerAuth } from './auth';
 import type { AppContext, AppDeps } from './context';
 import { sendError } from './http-errors';
 import { handlePassThrough } from './passthrough';
-import { MemoryBudget, defaultSpoolDir } from './spool';
+import { canonicalPaths, isDicomwebResource } from './paths';
+import { MemoryBudget } from './spool';
 import { Semaphore } from './semaphore';
 import { handleStow } from './stow';
 import { handleWadoScan } from './wado';
@@ -28,7 +29,6 @@ export function buildApp(config: WardenConfig, deps: AppDeps): WardenApp {
     policy: deps.scanner.policy,
     scans: new Semaphore(config.limits.maxConcurrentScans, config.limits.scanMemoryBytes),
     budget: new MemoryBudget(config.limits.memoryBudgetBytes),
-    spoolDir: config.stow.spoolDir ?? defaultSpoolDir(),
     activeStow: 0,
     activeWado: 0,
     inflight: {},
@@ -39,6 +39,7 @@ export function buildApp(config: WardenConfig, deps: AppDeps): WardenApp {
   app.disable('x-powered-by');
   app.set('etag', false);
   app.use(helmet({ contentSecurityPolicy: false, crossOriginResourcePolicy: false }));
+  app.use(canonicalPaths());
 
   const track = (route: string) => (_req: Request, res: Response, next: NextFunction): void => {
     ctx.inflight[route] = (ctx.inflight[route] ?? 0) + 1;
@@ -55,7 +56,10 @@ export function buildApp(config: WardenConfig, deps: AppDeps): WardenApp {
     if (!readyCache || Date.now() - readyCache.at > 2000) readyCache = { at: Date.now(), upstream: await deps.upstream.ping() };
     const model = Boolean(deps.scanner.modelSha256);
     const ready = model && readyCache.upstream && !ctx.shuttingDown;
-    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', model, upstream: readyCache.upstream, shuttingDown: ctx.shuttingDown });
+    res.status(ready ? 200 : 503).json({
+      status: ready ? 'ready' : 'not ready', model, upstream: readyCache.upstream, shuttingDown: ctx.shuttingDown,
+      ...(deps.securityWarnings.length ? { warnings: deps.securityWarnings } : {}),
+    });
   });
   app.get('/metrics', track('metrics'), bearerAuth(config.auth.metricsToken, 'metrics'), async (_req, res) => {
     const page = await deps.metricsPage();
@@ -63,11 +67,16 @@ export function buildApp(config: WardenConfig, deps: AppDeps): WardenApp {
   });
 
   const base = config.server.basePath;
-  const dicomweb = express.Router();
+  const dicomweb = express.Router({ caseSensitive: true });
   dicomweb.use(bearerAuth(config.auth.dicomwebToken, 'DICOMweb'));
   dicomweb.post('/studies', track('stow'), (req, res) => handleStow(ctx, req, res, undefined));
   dicomweb.post('/studies/:study', track('stow'), (req, res) => handleStow(ctx, req, res, String(req.params.study)));
   dicomweb.use(track('qido_wado'), (req, res) => {
+    if (!isDicomwebResource(req.url)) {
+      // only DICOMweb resources reach the upstream, never the rest of its API (and never with upstream.headers)
+      sendError(res, new WardenError('NOT_FOUND', `Not a DICOMweb resource; Warden passes on ${base}/studies, ${base}/series and ${base}/instances only.`));
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       sendError(res, new WardenError('METHOD_NOT_ALLOWED', `${req.method} is not supported here; STOW-RS is POST ${base}/studies[/{study}], QIDO-RS and WADO-RS are GET.`), { Allow: 'GET, HEAD' });
       return;

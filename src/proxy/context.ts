@@ -26,6 +26,10 @@ export interface AppDeps {
   scope: EventScope;
   /** Renders the /metrics page (the registry's content type and text). */
   metricsPage: () => Promise<{ contentType: string; text: string }>;
+  /** This process's own spool directory (src/proxy/spool.ts prepareSpoolDir). */
+  spoolDir: string;
+  /** Security warnings about the running configuration (also logged and exported), shown by /readyz. */
+  securityWarnings: string[];
 }
 
 /** Per-app mutable state shared by the routes (no module-level globals). */
@@ -34,7 +38,6 @@ export interface AppContext extends AppDeps {
   policy: Policy;
   scans: Semaphore;
   budget: MemoryBudget;
-  spoolDir: string;
   activeStow: number;
   /** WADO-RS retrieves being scanned (wado.scan). */
   activeWado: number;

@@ -6,13 +6,17 @@ import type { AppContext } from './context';
 import { FAILURE_REASONS } from './failure-reasons';
 import type { JudgedPart } from './judge';
 import { multipartBody, sanitizeHeader } from './multipart-writer';
+import { upstreamPath } from './paths';
 
 /**
  * The STOW-RS forward: the accepted parts' original bytes in one upstream STOW-RS request, and what the upstream
  * says it did with each instance (from its PS3.18 response body).
  */
 
-/** Per accepted part (by index): stored upstream, or not with the upstream's failure reason. */
+/**
+ * Per accepted part (by index): stored upstream (listed in its ReferencedSOPSequence), or not, with the upstream's
+ * failure reason (FailedSOPSequence) or 0x0110 when the answer does not mention it.
+ */
 export type UpstreamOutcome = { stored: true } | { stored: false; failureReason: number };
 
 export type ForwardResult =
@@ -36,20 +40,22 @@ export async function forwardStow(ctx: AppContext, req: Request, accepted: Judge
   const flagged = accepted.filter((p) => p.decision.verdict === 'flag').length;
   const headers: Record<string, string> = { 'content-type': multipart.contentType, 'content-length': String(multipart.length), accept: 'application/dicom+json' };
   if (flagHeader && flagged > 0) headers[flagHeader.toLowerCase()] = `count=${flagged}`;
-  const path = req.originalUrl.slice(ctx.config.server.basePath.length);
+  const path = upstreamPath(req);
 
   let res;
   try {
     res = await ctx.upstream.request('POST', path, headers, multipart.body());
   } catch (err) {
-    return { kind: 'unavailable', status: 502, message: (err as Error).message };
+    const timedOut = (err as { code?: string }).code === 'UPSTREAM_TIMEOUT';
+    return { kind: 'unavailable', status: timedOut ? 504 : 502, retryAfter: String(ctx.config.limits.retryAfterSeconds), message: `${(err as Error).message} Nothing is claimed stored.` };
   }
+  // Only what the upstream's answer lists as stored is claimed stored; an unreadable answer confirms nothing.
   const text = await res.body.text().catch(() => '');
   if (res.statusCode >= 500 || NOTHING_STORED.has(res.statusCode)) {
     publish('error', { scope: ctx.scope, code: 'UPSTREAM_ERROR' });
     return {
       kind: 'unavailable', status: res.statusCode === 503 ? 503 : res.statusCode === 504 ? 504 : 502, upstreamStatus: res.statusCode,
-      retryAfter: typeof res.headers['retry-after'] === 'string' ? res.headers['retry-after'] : undefined,
+      retryAfter: typeof res.headers['retry-after'] === 'string' ? res.headers['retry-after'] : String(ctx.config.limits.retryAfterSeconds),
       message: `The upstream DICOMweb server answered ${res.statusCode} to the STOW-RS request; nothing is claimed stored.`,
     };
   }
@@ -59,7 +65,7 @@ export async function forwardStow(ctx: AppContext, req: Request, accepted: Judge
     const uid = p.header?.sopInstanceUid ?? '';
     const reason = failed.get(uid);
     if (reason !== undefined) outcomes.set(p.index, { stored: false, failureReason: reason });
-    else if (referenced.has(uid) || res.statusCode === 200) outcomes.set(p.index, { stored: true });
+    else if (referenced.has(uid)) outcomes.set(p.index, { stored: true });
     else outcomes.set(p.index, { stored: false, failureReason: FAILURE_REASONS.upstream_failed.code });
   }
   return { kind: 'answered', status: res.statusCode, outcomes };

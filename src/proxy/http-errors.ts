@@ -1,4 +1,4 @@
-import type { Response } from 'express';
+import type { Request, Response } from 'express';
 import { WardenError, httpStatusOf, type ErrorCode } from '../core/errors';
 
 /**
@@ -14,4 +14,18 @@ export function sendError(res: Response, err: WardenError, headers: Record<strin
 export function refuse(res: Response, code: ErrorCode, message: string, headers: Record<string, string> = {}): number {
   sendError(res, new WardenError(code, message), headers);
   return httpStatusOf(code);
+}
+
+/**
+ * After refusing a request whose body was not read to the end (413, 408, a broken body): the answer says
+ * `Connection: close`; once it has gone out the socket gets a moment for the client to read it, then is destroyed, so
+ * an endless or stalled body never holds the connection (or its reader) open.
+ */
+export function closeAfterAnswer(req: Request, res: Response, graceMs = 1000): void {
+  if (req.complete) return;
+  res.once('finish', () => {
+    const timer = setTimeout(() => req.socket.destroy(), graceMs);
+    timer.unref();
+  });
+  res.once('close', () => { if (!res.writableFinished) req.socket.destroy(); });
 }

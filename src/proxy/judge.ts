@@ -109,6 +109,7 @@ export async function ingestAndJudge(ctx: AppContext, source: Readable, opts: { 
     ({ bodyBytes } = await ingestMultipart(source, {
       boundary: opts.boundary,
       maxBodyBytes: limits.maxBodyBytes,
+      idleTimeoutMs: limits.bodyIdleTimeoutMs,
       budget: ctx.budget,
       spool: { memoryPartBytes: limits.memoryPartBytes, memoryBudgetBytes: ctx.budget.limit, maxInstanceBytes: limits.maxInstanceBytes, dir: ctx.spoolDir },
       onCreate: (s) => opts.created.push(s),

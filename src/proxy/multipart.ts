@@ -42,6 +42,8 @@ export interface IngestOptions {
   maxBodyBytes: number;
   spool: SpoolOptions;
   budget: MemoryBudget;
+  /** The body may pause at most this long between two chunks (a stalled sender must not hold its slot). 0 = no limit. */
+  idleTimeoutMs?: number;
   /** Called once per part when its last byte is stored (the part may then be scanned). */
   onPart: (part: IngestedPart) => void;
   /** Called for every part as soon as it starts, so the caller can dispose of it whatever happens. */
@@ -51,6 +53,13 @@ export interface IngestOptions {
 export interface IngestResult {
   parts: IngestedPart[];
   bodyBytes: number;
+}
+
+/** RFC 2046 §5.1.1: 1 to 70 characters from bchars, not ending in a space. */
+const BOUNDARY_RE = /^[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]$/;
+
+export function isValidBoundary(boundary: string): boolean {
+  return BOUNDARY_RE.test(boundary);
 }
 
 class ByteLimit extends Transform {
@@ -67,15 +76,21 @@ class ByteLimit extends Transform {
 }
 
 /**
- * Reads the whole body, storing each part. Rejects with MULTIPART_MALFORMED or BODY_TOO_LARGE; parts stored
- * so far are returned through `onPart` and must be disposed by the caller in every case.
+ * Reads the whole body, storing each part. Always settles, whatever the sender does: a body cut mid-part, a body over
+ * the limit, a stalled body or a malformed one rejects once every part started so far has settled (the caller
+ * disposes of them through `onCreate`). Rejects with MULTIPART_MALFORMED, BODY_TOO_LARGE or REQUEST_TIMEOUT; the
+ * message never carries the parser's own words.
  */
 export async function ingestMultipart(body: Readable, opts: IngestOptions): Promise<IngestResult> {
+  if (!isValidBoundary(opts.boundary)) throw new WardenError('MULTIPART_MALFORMED', 'The multipart boundary is not a valid RFC 2046 boundary (1 to 70 characters).');
   const parts: IngestedPart[] = [];
+  /** Per started part: its settlement, and how to settle it early when the body fails. */
+  const open = new Map<number, () => void>();
   const pending: Promise<void>[] = [];
   const limit = new ByteLimit(opts.maxBodyBytes);
   const dicer = new Dicer({ boundary: opts.boundary, maxHeaderPairs: 100, maxHeaderSize: 16 * 1024 });
   let partError: Error | null = null;
+  let failed = false;
   let counter = 0;
 
   dicer.on('part', (stream: Readable) => {
@@ -85,14 +100,18 @@ export async function ingestMultipart(body: Readable, opts: IngestOptions): Prom
     opts.onCreate?.(stored);
     let writing: Promise<void> | null = null;
     pending.push(new Promise<void>((resolve) => {
+      let settled = false;
+      const settle = (): void => { if (!settled) { settled = true; open.delete(index); resolve(); } };
+      open.set(index, settle);
       stream.on('header', (h: Record<string, string[]>) => {
         headers = Object.fromEntries(Object.entries(h).map(([k, v]) => [k.toLowerCase(), String(v[0] ?? '')]));
       });
       stream.on('data', (chunk: Buffer) => {
+        if (failed) return;
         const w = stored.write(chunk);
         if (w) {
           stream.pause();
-          writing = w.then(() => { writing = null; stream.resume(); });
+          writing = w.then(() => { writing = null; if (!failed) stream.resume(); });
         }
       });
       stream.on('error', (err: Error) => { partError ??= err; });
@@ -104,11 +123,13 @@ export async function ingestMultipart(body: Readable, opts: IngestOptions): Prom
           } catch (err) {
             partError ??= err as Error;
           }
-          const part = { index, headers, stored };
-          parts.push(part);
-          parts.sort((a, b) => a.index - b.index);
-          if (!partError) opts.onPart(part);
-          resolve();
+          if (!failed && !settled) {
+            const part = { index, headers, stored };
+            parts.push(part);
+            parts.sort((a, b) => a.index - b.index);
+            if (!partError) opts.onPart(part);
+          }
+          settle();
         })();
       });
     }));
@@ -121,27 +142,47 @@ export async function ingestMultipart(body: Readable, opts: IngestOptions): Prom
     // Dicer emits its own 'finish' once the last part is consumed (not the Writable's): wait for that event
     // rather than stream.pipeline, which tracks the Writable state.
     await new Promise<void>((resolve, reject) => {
-      let settled = false;
-      const fail = (err: Error): void => { if (!settled) { settled = true; body.unpipe(limit); limit.unpipe(dicer); body.resume(); reject(err); } };
-      dicer.on('finish', () => { if (!settled) { settled = true; resolve(); } });
-      dicer.on('error', fail);
-      limit.on('error', fail);
-      body.on('error', fail);
-      body.on('aborted', () => fail(Object.assign(new Error('aborted'), { code: 'ECONNRESET' })));
-      body.on('close', () => { if (!(body as Readable & { complete?: boolean }).complete && !body.readableEnded) fail(Object.assign(new Error('aborted'), { code: 'ECONNRESET' })); });
+      let idle: NodeJS.Timeout | null = null;
+      const done = (err?: Error): void => {
+        if (failed) return;
+        if (idle) clearTimeout(idle);
+        body.off('data', touch);
+        if (!err) { resolve(); return; }
+        failed = true;
+        body.unpipe(limit);
+        limit.unpipe(dicer);
+        reject(err);
+      };
+      const touch = (): void => {
+        if (!opts.idleTimeoutMs) return;
+        if (idle) clearTimeout(idle);
+        idle = setTimeout(() => done(new WardenError('REQUEST_TIMEOUT', `The body stalled for more than ${opts.idleTimeoutMs} ms (limits.bodyIdleTimeoutMs).`)), opts.idleTimeoutMs);
+        idle.unref();
+      };
+      touch();
+      body.on('data', touch);
+      dicer.on('finish', () => done());
+      dicer.on('error', (err: Error) => done(err));
+      limit.on('error', (err: Error) => done(err));
+      body.on('error', (err: Error) => done(err));
+      body.on('aborted', () => done(Object.assign(new Error('aborted'), { code: 'ECONNRESET' })));
+      body.on('close', () => { if (!(body as Readable & { complete?: boolean }).complete && !body.readableEnded) done(Object.assign(new Error('aborted'), { code: 'ECONNRESET' })); });
       body.pipe(limit).pipe(dicer);
     });
   } catch (err) {
+    // Parts cut off by the failure never end on their own: settle them so nothing waits for them.
+    for (const settle of [...open.values()]) settle();
     await Promise.allSettled(pending);
-    if ((err as WardenError).code === 'BODY_TOO_LARGE') throw err;
-    if ((err as NodeJS.ErrnoException).code === 'ECONNRESET' || (err as Error).name === 'AbortError' || (err as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') {
-      throw new WardenError('MULTIPART_MALFORMED', 'The client closed the connection before the body ended.', { cause: err });
+    const code = (err as { code?: string }).code;
+    if (code === 'BODY_TOO_LARGE' || code === 'REQUEST_TIMEOUT') throw err;
+    if (code === 'ECONNRESET' || (err as Error).name === 'AbortError' || code === 'ERR_STREAM_PREMATURE_CLOSE') {
+      throw new WardenError('MULTIPART_MALFORMED', 'The client closed the connection before the body ended.', { cause: err, detail: { aborted: true } });
     }
-    throw new WardenError('MULTIPART_MALFORMED', `The multipart/related body is malformed: ${(err as Error).message}.`, { cause: err });
+    throw new WardenError('MULTIPART_MALFORMED', 'The multipart/related body is malformed (its framing or part headers cannot be read).', { cause: err });
   }
   await Promise.all(pending);
   if (partError) {
-    throw new WardenError('MULTIPART_MALFORMED', `A part of the multipart/related body is malformed: ${(partError as Error).message}.`, { cause: partError });
+    throw new WardenError('MULTIPART_MALFORMED', 'A part of the multipart/related body is malformed (it ends early or its headers cannot be read).', { cause: partError });
   }
   return { parts, bodyBytes: limit.bytes };
 }

@@ -1,7 +1,8 @@
 import type { Request, Response } from 'express';
 import type { AppContext } from './context';
+import { upstreamPath } from './paths';
 import { Writable } from 'node:stream';
-import { WardenError } from '../core/errors';
+import { WardenError, isWardenError } from '../core/errors';
 import { sendError } from './http-errors';
 import { isQidoPath, publicBaseUrl, rewriteRetrieveUrls } from './urls';
 
@@ -40,7 +41,7 @@ export function copyResponseHeaders(upstreamHeaders: Record<string, string | str
 }
 
 export async function handlePassThrough(ctx: AppContext, req: Request, res: Response): Promise<void> {
-  const path = req.originalUrl.slice(ctx.config.server.basePath.length) || '/';
+  const path = upstreamPath(req);
   const headers = forwardableRequestHeaders(req);
   const qido = req.method === 'GET' && isQidoPath(path);
   if (qido) headers['accept-encoding'] = 'identity'; // the JSON is rewritten (Retrieve URLs), so it must be plain
@@ -62,7 +63,10 @@ export async function handlePassThrough(ctx: AppContext, req: Request, res: Resp
     });
   } catch (err) {
     if (abort.signal.aborted) return;
-    if (!started) { sendError(res, new WardenError('UPSTREAM_UNAVAILABLE', (err as Error).message)); return; }
+    if (!started) {
+      sendError(res, isWardenError(err) ? WardenError.fromSerialized(err) : new WardenError('UPSTREAM_UNAVAILABLE', (err as Error).message), { 'Retry-After': String(ctx.config.limits.retryAfterSeconds) });
+      return;
+    }
     res.destroy(); // upstream broke mid-body: the client must not take a truncated body for a whole one
   } finally {
     res.off('close', onClose);

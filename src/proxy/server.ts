@@ -1,19 +1,22 @@
 import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type pino from 'pino';
+import { WardenError, type ErrorCode } from '../core/errors';
 import { createScope, type EventScope } from '../core/events';
 import { createLogger } from '../core/logger';
-import type { WardenConfig } from '../config';
+import { resolveUidHashKey, type WardenConfig } from '../config';
+import { setUidHashKey } from '../dicom';
 import { createMetrics, subscribeMetrics, type WardenMetrics } from '../metrics';
 import { compose, runtimeOptionsFromConfig } from '../pipeline';
 import { buildApp, type WardenApp } from './app';
 import type { AppDeps, Scanner } from './context';
+import { prepareSpoolDir } from './spool';
 import { createUpstreamClient } from './upstream';
 
 /**
  * The gateway's composition root: builds every singleton (logger, telemetry scope and metrics, the scan pipeline
- * through compose(), the upstream pool), hands them to buildApp, listens, and shuts down gracefully (in-flight
- * requests finish) on close().
+ * through compose(), the upstream pool, the spool directory), hands them to buildApp, listens, and shuts down
+ * gracefully (in-flight requests finish, then the spool directory is removed) on close().
  */
 export interface RunningServer {
   server: http.Server;
@@ -32,20 +35,38 @@ export interface StartOptions {
   logger?: pino.Logger;
 }
 
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
+
 export async function startServer(config: WardenConfig, opts: StartOptions = {}): Promise<RunningServer> {
   const logger = opts.logger ?? createLogger(config.logging.level);
   const scope: EventScope = createScope();
+  const options = runtimeOptionsFromConfig(config);
+  setUidHashKey(options.uidHashKey!);
+  const spool = prepareSpoolDir(config.stow.spoolDir ?? undefined);
+  const removeSpoolAtExit = (): void => spool.cleanup();
+  process.once('exit', removeSpoolAtExit);
+  if (spool.removedStale) logger.warn({ event: 'spool_stale_removed', directories: spool.removedStale }, 'removed spool directories left by processes that are gone');
+
   let scanner: Scanner;
   let bundleSha256: string | undefined;
   if (opts.scanner) {
     scanner = opts.scanner;
   } else {
-    const runtime = await compose({ ...runtimeOptionsFromConfig(config), logger, scope });
+    const runtime = await compose({ ...options, logger, scope });
     scanner = runtime.pipeline;
     bundleSha256 = runtime.bundleSha256;
     logger.info({ event: 'model_loaded', modelSha256: runtime.model.sha256, provider: runtime.pipeline.provider, detectors: runtime.bundle?.names ?? [], bundleSha256 }, 'model and detector bundle loaded');
     if (!runtime.bundle) logger.warn({ event: 'no_bundle' }, 'no detector bundle: instances are scanned but every verdict is forward');
   }
+  const securityWarnings: string[] = [];
+  if (!LOOPBACK.test(config.server.host) && !config.auth.dicomwebToken) {
+    securityWarnings.push(`listening on ${config.server.host} (beyond loopback) without auth.dicomwebToken: anyone who reaches the port can send and retrieve studies`);
+  }
+  if (!LOOPBACK.test(config.server.host) && !config.auth.metricsToken) {
+    securityWarnings.push(`listening on ${config.server.host} (beyond loopback) without auth.metricsToken: /metrics is open`);
+  }
+  for (const w of securityWarnings) logger.warn({ event: 'security_warning' }, w);
+
   const upstream = createUpstreamClient(config.upstream, scope);
   let wardenApp: WardenApp | undefined;
   const metrics = createMetrics({
@@ -61,12 +82,19 @@ export async function startServer(config: WardenConfig, opts: StartOptions = {})
     detectors: (scanner.bundle?.names ?? []).join(','),
     version: '0.1.0',
   }, 1);
+  metrics.securityWarnings.set({ warning: 'no_dicomweb_auth_beyond_loopback' }, securityWarnings.some((w) => w.includes('dicomwebToken')) ? 1 : 0);
+  metrics.securityWarnings.set({ warning: 'no_metrics_auth_beyond_loopback' }, securityWarnings.some((w) => w.includes('metricsToken')) ? 1 : 0);
   const deps: AppDeps = {
-    scanner, logger, upstream, scope,
+    scanner, logger, upstream, scope, spoolDir: spool.dir, securityWarnings,
     metricsPage: async () => ({ contentType: metrics.registry.contentType, text: await metrics.registry.metrics() }),
   };
   wardenApp = buildApp(config, deps);
-  const server = http.createServer({ keepAliveTimeout: config.server.keepAliveTimeoutMs, requestTimeout: 0 }, wardenApp.app);
+  const server = http.createServer({
+    keepAliveTimeout: config.server.keepAliveTimeoutMs,
+    requestTimeout: config.server.requestTimeoutMs,
+    headersTimeout: Math.min(config.server.headersTimeoutMs, config.server.requestTimeoutMs),
+  }, wardenApp.app);
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerClientError(err, socket));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.server.port, config.server.host, () => { server.off('error', reject); resolve(); });
@@ -94,9 +122,26 @@ export async function startServer(config: WardenConfig, opts: StartOptions = {})
       await upstream.close().catch(() => {});
       if (!opts.scanner) await scanner.close().catch(() => {});
       unsubscribe();
+      spool.cleanup();
+      process.off('exit', removeSpoolAtExit);
       logger.info({ event: 'stopped' }, 'warden stopped');
     })();
     return closing;
   };
   return { server, url, port, wardenApp, deps, metrics, close };
+}
+
+/**
+ * A request Node's HTTP parser cannot read (conflicting Content-Length and Transfer-Encoding, a Content-Length that
+ * lies, bad header syntax) or that did not arrive in time: answered with Warden's JSON error body, then closed.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return; }
+  const code: ErrorCode = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'REQUEST_TIMEOUT' : 'HTTP_MALFORMED';
+  const e = new WardenError(code, code === 'REQUEST_TIMEOUT'
+    ? 'The request did not arrive within server.requestTimeoutMs / server.headersTimeoutMs.'
+    : 'The HTTP request is malformed (framing or headers); the connection is closed.');
+  const body = JSON.stringify({ error: { code: e.code, message: e.message } });
+  const reason = e.status === 408 ? 'Request Timeout' : 'Bad Request';
+  socket.end(`HTTP/1.1 ${e.status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
 }

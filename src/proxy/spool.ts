@@ -4,6 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
+import { WardenError } from '../core/errors';
 
 /**
  * Where a part's original bytes live while it is scanned: in memory while small and while the process-wide
@@ -163,6 +164,60 @@ export class StoredPart {
   }
 }
 
-export function defaultSpoolDir(): string {
-  return os.tmpdir();
+/**
+ * The spool directory Warden owns: `<base>/<pid>-<random>` (0700) inside `base` (`stow.spoolDir`, default
+ * `<tmp>/warden-spool`, 0700, refused when it is a symlink or another user's). Spooled parts are whole DICOM files
+ * with patient data, so nothing is left behind: the process's own directory is removed on close and at exit, and the
+ * directories of processes that are gone (killed, crashed) are removed when the next Warden starts.
+ */
+export interface SpoolDir {
+  readonly dir: string;
+  /** Removes this process's spool directory (synchronous: safe in an 'exit' handler). */
+  cleanup(): void;
+  /** Stale directories removed at start-up. */
+  readonly removedStale: number;
+}
+
+export function defaultSpoolBase(): string {
+  return path.join(os.tmpdir(), 'warden-spool');
+}
+
+export function prepareSpoolDir(base: string = defaultSpoolBase()): SpoolDir {
+  fs.mkdirSync(base, { recursive: true, mode: 0o700 });
+  const st = fs.lstatSync(base);
+  const uid = typeof process.getuid === 'function' ? process.getuid() : undefined;
+  if (!st.isDirectory() || st.isSymbolicLink()) throw new WardenError('CONFIG_INVALID', `The spool directory ${base} is not a directory (stow.spoolDir).`);
+  if (uid !== undefined && st.uid !== uid) throw new WardenError('CONFIG_INVALID', `The spool directory ${base} belongs to another user (uid ${st.uid}); set stow.spoolDir to a directory of Warden's own.`);
+  if ((st.mode & 0o077) !== 0) fs.chmodSync(base, 0o700);
+  let removedStale = 0;
+  for (const name of fs.readdirSync(base)) {
+    const m = /^(\d+)-[0-9a-f]{16}$/.exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid === process.pid || !isAlive(pid)) {
+      fs.rmSync(path.join(base, name), { recursive: true, force: true });
+      removedStale++;
+    }
+  }
+  const dir = path.join(base, `${process.pid}-${randomBytes(8).toString('hex')}`);
+  fs.mkdirSync(dir, { mode: 0o700 });
+  let cleaned = false;
+  return {
+    dir,
+    removedStale,
+    cleanup() {
+      if (cleaned) return;
+      cleaned = true;
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

@@ -6,7 +6,7 @@ import { publish } from '../core/events';
 import { admitScan, refusalHeaders, stowBoundary } from './admission';
 import type { AppContext } from './context';
 import { forwardStow } from './forward';
-import { sendError } from './http-errors';
+import { closeAfterAnswer, sendError } from './http-errors';
 import { ingestAndJudge, type JudgedBody } from './judge';
 import { reportDecisions } from './report';
 import type { StoredPart } from './spool';
@@ -28,6 +28,7 @@ export async function handleStow(ctx: AppContext, req: Request, res: Response, s
       log.warn({ event: 'saturated', activeStow: ctx.activeStow, waitingScans: ctx.scans.waiting }, 'STOW-RS request refused: scan limits reached');
     }
     sendError(res, err, refusalHeaders(ctx, err, true));
+    closeAfterAnswer(req, res);
   };
 
   const refusal = admitScan(ctx, 'stow');
@@ -41,13 +42,13 @@ export async function handleStow(ctx: AppContext, req: Request, res: Response, s
     let judged: JudgedBody;
     try {
       judged = await ingestAndJudge(ctx, req, { boundary: media.boundary, study: studyFromUrl, created });
+      if (judged.parts.length === 0) return refuse(new WardenError('MULTIPART_MALFORMED', 'The multipart/related body contains no parts.'));
     } catch (err) {
       const e = isWardenError(err) ? err : new WardenError('MULTIPART_MALFORMED', `The multipart/related body could not be read: ${(err as Error).message}.`);
       log.warn({ event: 'stow_rejected', code: e.code, status: e.status }, e.message);
       return refuse(e);
     }
     const tScanned = performance.now();
-    if (judged.parts.length === 0) return refuse(new WardenError('MULTIPART_MALFORMED', 'The multipart/related body contains no parts.'));
 
     const accepted = judged.parts.filter((p) => p.decision.verdict !== 'block');
     const tf = performance.now();

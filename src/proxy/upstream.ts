@@ -73,7 +73,7 @@ export function createUpstreamClient(opts: UpstreamOptions, scope?: EventScope):
       return { statusCode: res.statusCode, headers: res.headers, body: res.body as unknown as UpstreamResponse['body'] };
     } catch (err) {
       answered(m, 'error', started);
-      throw new WardenError('UPSTREAM_UNAVAILABLE', `The upstream DICOMweb server at ${origin} could not be reached (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}).`, { cause: err });
+      throw upstreamFailure(err, origin, opts.timeoutMs);
     }
   }
 
@@ -92,7 +92,7 @@ export function createUpstreamClient(opts: UpstreamOptions, scope?: EventScope):
     } catch (err) {
       if (headersSeen) throw err;
       answered(m, 'error', started);
-      throw new WardenError('UPSTREAM_UNAVAILABLE', `The upstream DICOMweb server at ${origin} could not be reached (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}).`, { cause: err });
+      throw upstreamFailure(err, origin, opts.timeoutMs);
     }
   }
 
@@ -114,4 +114,20 @@ export function createUpstreamClient(opts: UpstreamOptions, scope?: EventScope):
       await pool.close();
     },
   };
+}
+
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
+const TIMED_OUT = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+/** What went wrong on the way to the upstream, in words that say which: not reached, reached but silent, or hung up. */
+export function upstreamFailure(err: unknown, origin: string, timeoutMs: number): WardenError {
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  if (TIMED_OUT.has(code)) {
+    return new WardenError('UPSTREAM_TIMEOUT', `The upstream DICOMweb server at ${origin} did not answer within upstream.timeoutMs (${timeoutMs} ms).`, { cause: err });
+  }
+  if (UNREACHABLE.has(code)) {
+    return new WardenError('UPSTREAM_UNAVAILABLE', `The upstream DICOMweb server at ${origin} could not be reached (${code}).`, { cause: err });
+  }
+  if ((err as Error).name === 'AbortError') return new WardenError('UPSTREAM_UNAVAILABLE', `The request to the upstream at ${origin} was cancelled.`, { cause: err });
+  return new WardenError('UPSTREAM_UNAVAILABLE', `The upstream DICOMweb server at ${origin} closed the connection before it answered (${code || (err as Error).message}).`, { cause: err });
 }

@@ -9,6 +9,7 @@ import { publish } from '../core/events';
 import { formatReasons } from '../policy';
 import { admitScan, refusalHeaders } from './admission';
 import type { AppContext } from './context';
+import { upstreamPath } from './paths';
 import { sendError } from './http-errors';
 import { ingestAndJudge, type JudgedBody } from './judge';
 import { parseMediaType } from './multipart';
@@ -46,7 +47,7 @@ export function matchRetrieve(path: string): { study: string; series?: string; i
 }
 
 export async function handleWadoScan(ctx: AppContext, req: Request, res: Response): Promise<void> {
-  const path = req.originalUrl.slice(ctx.config.server.basePath.length) || '/';
+  const path = upstreamPath(req);
   const target = req.method === 'GET' ? matchRetrieve(path) : null;
   if (!target) return handlePassThrough(ctx, req, res);
 
@@ -71,7 +72,7 @@ export async function handleWadoScan(ctx: AppContext, req: Request, res: Respons
       upstream = await ctx.upstream.request('GET', path, { ...forwardableRequestHeaders(req), 'accept-encoding': 'identity' }, null, abort.signal);
     } catch (err) {
       if (abort.signal.aborted) return;
-      return refuse(new WardenError('UPSTREAM_UNAVAILABLE', (err as Error).message));
+      return refuse(isWardenError(err) ? WardenError.fromSerialized(err) : new WardenError('UPSTREAM_UNAVAILABLE', (err as Error).message));
     }
     const ct = parseMediaType(firstHeader(upstream.headers['content-type']));
     const scannable = upstream.statusCode === 200 && ct?.mediaType === 'multipart/related'
