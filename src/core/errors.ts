@@ -35,6 +35,14 @@ export const ERROR_CATALOGUE = {
   UPSTREAM_ERROR: { kind: 'upstream', summary: 'The upstream DICOMweb server answered with an error.' },
   INSTANCES_WITHHELD: { kind: 'input', summary: 'Every instance of a retrieve was withheld by the policy.' },
   GATEWAY_SATURATED: { kind: 'upstream', summary: 'Too many concurrent scans.' },
+  // audit trail, quarantine and review
+  AUDIT_INPUT_INVALID: { kind: 'input', summary: 'An audit record was refused: a field is missing, malformed or not a hash where a hash belongs.' },
+  AUDIT_RECORD_NOT_FOUND: { kind: 'input', summary: 'No audit record has this id.' },
+  AUDIT_STORE_FAILED: { kind: 'internal', summary: 'The audit store could not be opened, migrated or written.' },
+  QUARANTINE_CONFLICT: { kind: 'input', summary: 'The quarantined instance is not in a state that allows this action.' },
+  QUARANTINE_BYTES_MISSING: { kind: 'internal', summary: 'The quarantined bytes are missing or do not match their sha256.' },
+  QUARANTINE_WRITE_FAILED: { kind: 'internal', summary: 'The quarantine could not write the bytes durably.' },
+  REVIEW_ORIGIN_REJECTED: { kind: 'input', summary: 'A review action came from another origin (cross-site request refused).' },
   INTERNAL: { kind: 'internal', summary: 'An unexpected internal error.' },
 } as const;
 
