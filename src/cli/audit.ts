@@ -133,6 +133,32 @@ export async function runAuditQuery(opts: AuditQueryOptions, stdout: Writable = 
   }
 }
 
+/** Migrates to the latest version; returns what to print. */
+export async function runAuditMigrate(db: string | undefined): Promise<string> {
+  if (!db) throw new WardenError('USAGE', 'Give the trail with --db <sqlite file | postgres://URL> (or WARDEN_AUDIT_DB).');
+  const store = openAuditStore(db);
+  try {
+    const applied = await store.migrate();
+    const all = await store.migrations();
+    return `${applied.length ? `applied: ${applied.join(', ')}` : 'up to date'}\nversion: ${all.filter((m) => m.executedAt).map((m) => m.name).pop() ?? 'none'}`;
+  } finally {
+    await store.close();
+  }
+}
+
+/** Prunes past the retention; returns what to print. */
+export async function runAuditPrune(db: string | undefined, daysText: string): Promise<string> {
+  const days = Number(daysText);
+  if (!(days >= 0)) throw new WardenError('USAGE', `--days must be zero or more (got ${daysText}).`);
+  const store = openExisting(db);
+  try {
+    const r = await store.prune({ olderThanDays: days });
+    return `pruned before ${new Date(r.before).toISOString()}: ${r.decisions} decisions, ${r.actions} actions, ${r.deadLetters} dead letters`;
+  } finally {
+    await store.close();
+  }
+}
+
 export function register(program: Command): void {
   const audit = program.command('audit').description('Query, export, migrate and prune the audit trail (SQLite file or PostgreSQL URL)');
   const dbOption = ['--db <location>', 'SQLite file or postgres://URL (default: $WARDEN_AUDIT_DB)'] as const;
@@ -160,17 +186,7 @@ export function register(program: Command): void {
     .description('Create or upgrade the trail\'s tables to the latest version')
     .option(...dbOption)
     .action(async (opts: { db?: string }) => {
-      const db = opts.db ?? process.env.WARDEN_AUDIT_DB;
-      if (!db) throw new WardenError('USAGE', 'Give the trail with --db <sqlite file | postgres://URL> (or WARDEN_AUDIT_DB).');
-      const store = openAuditStore(db);
-      try {
-        const applied = await store.migrate();
-        const all = await store.migrations();
-        console.log(applied.length ? `applied: ${applied.join(', ')}` : 'up to date');
-        console.log(`version: ${all.filter((m) => m.executedAt).map((m) => m.name).pop() ?? 'none'}`);
-      } finally {
-        await store.close();
-      }
+      console.log(await runAuditMigrate(opts.db ?? process.env.WARDEN_AUDIT_DB));
     });
   audit
     .command('prune')
@@ -178,14 +194,6 @@ export function register(program: Command): void {
     .option(...dbOption)
     .requiredOption('--days <n>', 'retention in days')
     .action(async (opts: { db?: string; days: string }) => {
-      const store = openExisting(opts.db ?? process.env.WARDEN_AUDIT_DB);
-      try {
-        const days = Number(opts.days);
-        if (!(days >= 0)) throw new WardenError('USAGE', `--days must be zero or more (got ${opts.days}).`);
-        const r = await store.prune({ olderThanDays: days });
-        console.log(`pruned before ${new Date(r.before).toISOString()}: ${r.decisions} decisions, ${r.actions} actions, ${r.deadLetters} dead letters`);
-      } finally {
-        await store.close();
-      }
+      console.log(await runAuditPrune(opts.db ?? process.env.WARDEN_AUDIT_DB, opts.days));
     });
 }

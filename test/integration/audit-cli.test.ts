@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { openAuditStore } from '../../src/audit';
-import { runAuditQuery } from '../../src/cli/audit';
+import { runAuditMigrate, runAuditPrune, runAuditQuery } from '../../src/cli/audit';
 import { parseCsv } from '../../src/detectors/dataset';
 import { startPostgres, type PostgresHandle } from '../helpers/postgres';
 import { labInstances, recordInput } from '../helpers/trail-fixtures';
@@ -61,13 +61,7 @@ describe.each([
     expect(rows.map((r) => r.id)).toEqual([ids[1], ids[2], ids[4]]); // oldest first
     expect(rows[1]).toMatchObject({ verdict: 'block', study_hash: adversarial[0].identity.studyHash, sha256: adversarial[0].sha256, quarantine_state: 'quarantined', reasons: 'adversarial:ADVERSARIAL_PVALUE:uad:0.0009' });
 
-    const study = warden('export', '--db', db, '--study', adversarial[1].identity.studyHash, '--format', 'json');
-    expect(study.code).toBe(0);
-    const records = JSON.parse(study.stdout);
-    expect(records.map((r: { id: string }) => r.id)).toEqual([ids[3]]);
-    expect(records[0]).toMatchObject({ verdict: 'block', studyHash: adversarial[1].identity.studyHash, scores: { uad: { score: 9.5 } } });
-
-    // The same command in-process (each spawn pays the whole CLI's start-up).
+    // The rest in-process (each spawn pays the whole CLI's start-up: onnxruntime, dcmjs, …).
     const quiet = new PassThrough();
     const lines = async (opts: Parameters<typeof runAuditQuery>[0]) => {
       const out = new PassThrough();
@@ -76,6 +70,10 @@ describe.each([
       await runAuditQuery({ db, ...opts }, out, quiet);
       return Buffer.concat(chunks).toString('utf8').trim().split('\n').filter(Boolean);
     };
+    const records = JSON.parse((await lines({ study: adversarial[1].identity.studyHash, format: 'json' })).join('\n'));
+    expect(records.map((r: { id: string }) => r.id)).toEqual([ids[3]]);
+    expect(records[0]).toMatchObject({ verdict: 'block', studyHash: adversarial[1].identity.studyHash, scores: { uad: { score: 9.5 } } });
+
     const period = await lines({ from: new Date(now - 45 * DAY).toISOString(), to: new Date(now - 30 * DAY).toISOString(), verdict: 'forward' });
     expect(period.map((l) => JSON.parse(l).id)).toEqual([ids[0]]);
     const out = path.join(tmp, `export-${_name}.csv`);
@@ -84,7 +82,9 @@ describe.each([
     expect(fs.statSync(out).mode & 0o777).toBe(0o600);
     await expect(lines({ from: 'yesterday' })).rejects.toMatchObject({ code: 'USAGE' });
 
-    const pruned = warden('prune', '--db', db, '--days', '30');
+    await expect(runAuditPrune(db, '-1')).rejects.toMatchObject({ code: 'USAGE' });
+    expect(await runAuditMigrate(db)).toContain('up to date\nversion: 003_dead_letters');
+    const pruned = { stdout: await runAuditPrune(db, '30') };
     expect(pruned.stdout).toMatch(/: 1 decisions, 0 actions, 0 dead letters/); // the old block is still quarantined: kept
     expect(await lines({})).toHaveLength(4);
   });

@@ -42,6 +42,8 @@ interface Setup {
   store: KyselyAuditStore;
   /** Another store instance on the same database (PostgreSQL only: one SQLite connection per process). */
   another(): Promise<KyselyAuditStore>;
+  /** What another process opens: the SQLite file or the PostgreSQL URL. */
+  location: string;
 }
 
 const backends: { name: string; setup(): Promise<Setup> }[] = [
@@ -52,7 +54,7 @@ const backends: { name: string; setup(): Promise<Setup> }[] = [
       const store = openSqliteAuditStore(file);
       stores.push(store);
       await store.migrate();
-      return { dir: path.join(tmp, `q-${n}`), store, another: async () => { throw new Error('one SQLite connection per process'); } };
+      return { dir: path.join(tmp, `q-${n}`), store, location: file, another: async () => { throw new Error('one SQLite connection per process'); } };
     },
   },
   {
@@ -63,7 +65,7 @@ const backends: { name: string; setup(): Promise<Setup> }[] = [
       stores.push(store);
       await store.migrate();
       return {
-        dir: path.join(tmp, `q-${n}`), store,
+        dir: path.join(tmp, `q-${n}`), store, location: url,
         another: async () => { const s = openPostgresAuditStore(url); stores.push(s); await s.migrate(); return s; },
       };
     },
@@ -305,6 +307,53 @@ describe.each(backends)('quarantine on $name', (backend) => {
     expect(third.orphanFiles).toEqual([]);
     const adopted = await store.query({ studyHash: orphan.identity.studyHash });
     expect(adopted.items.map((r) => [r.requestId, r.quarantine?.state])).toEqual([['reconcile', 'quarantined']]);
+  });
+
+  it('forwards once when two processes sharing the database and the folder release concurrently', async () => {
+    const { dir, store, location } = await backend.setup();
+    const q = new Quarantine({ dir, audit: store });
+    const id = await quarantineBlocked(q, store, 1);
+    const log = path.join(tmp, `forwarded-${n}.log`);
+    const go = path.join(tmp, `go-${n}`);
+    // Each process waits for the go file, then releases 5 times at once; the upstream appends to one log.
+    const script = `
+      const fs = require('fs');
+      const { Quarantine } = require(${JSON.stringify(path.resolve('dist/quarantine'))});
+      const { openAuditStore } = require(${JSON.stringify(path.resolve('dist/audit'))});
+      (async () => {
+        const store = openAuditStore(process.argv[1]);
+        const q = new Quarantine({ dir: ${JSON.stringify(dir)}, audit: store });
+        const forward = async (bytes) => {
+          fs.appendFileSync(${JSON.stringify(log)}, require('crypto').createHash('sha256').update(bytes).digest('hex') + ' ' + process.pid + '\\n');
+          await new Promise((r) => setTimeout(r, 100));
+          return { ok: true, upstreamStatus: 200 };
+        };
+        process.stdout.write('ready\\n');
+        for (let i = 0; i < 400 && !fs.existsSync(${JSON.stringify(go)}); i++) await new Promise((r) => setTimeout(r, 25));
+        const outcomes = await Promise.all([0, 1, 2, 3, 4].map((i) => q.release(${JSON.stringify(id)}, 'rev' + i, 'two processes', forward)));
+        process.stdout.write(JSON.stringify(outcomes.map((o) => [o.state, o.forwardedNow])) + '\\n');
+        await store.close();
+      })().catch((e) => { console.error(e); process.exit(1); });`;
+    const children = [0, 1].map(() => spawn(process.execPath, ['-e', script, location], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    const outputs = children.map((c) => {
+      let out = '';
+      let err = '';
+      c.stdout.on('data', (d) => { out += d; });
+      c.stderr.on('data', (d) => { err += d; });
+      return { c, get out() { return out; }, get err() { return err; }, exit: new Promise<number | null>((r) => c.on('exit', (code) => r(code))) };
+    });
+    for (let i = 0; i < 600 && !outputs.every((o) => o.out.includes('ready')); i++) await new Promise((r) => setTimeout(r, 25));
+    fs.writeFileSync(go, '');
+    const codes = await Promise.all(outputs.map((o) => o.exit));
+    expect({ codes, errs: outputs.map((o) => o.err) }).toEqual({ codes: [0, 0], errs: ['', ''] });
+    const lines = fs.readFileSync(log, 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0].split(' ')[0]).toBe(adversarial[1].sha256);
+    const outcomes = outputs.flatMap((o) => JSON.parse(o.out.trim().split('\n').pop()!) as [string, boolean][]);
+    expect(outcomes).toHaveLength(10);
+    expect(outcomes.filter(([, now]) => now)).toHaveLength(1);
+    expect(outcomes.every(([state]) => state === 'released')).toBe(true);
+    expect((await store.get(id))!.actions!.filter((a) => a.action === 'release')).toHaveLength(1);
   });
 
   if (backend.name === 'postgres') {
