@@ -2,3 +2,4 @@
 export { createReviewRouter, isSameOrigin, type ReviewRouterDeps } from './router';
 export { renderThumbnail, quarantineThumbnails, thumbnailSize, THUMBNAIL_MAX_PX } from './thumbnail';
 export { calibrationPlotSvg, type CalibrationPlotInput } from './plot';
+export { bundleCalibration } from './calibration';

@@ -1,6 +1,9 @@
 import type { Request } from 'express';
 import { PNG } from 'pngjs';
-import { calibrationPlotSvg, isSameOrigin, renderThumbnail, thumbnailSize } from '../../src/review';
+import { DEFAULT_BUNDLE_PATH, DEFAULT_MODEL_PATH } from '../../src/core/defaults';
+import { loadBundle } from '../../src/detectors';
+import { loadModelManifest } from '../../src/models';
+import { bundleCalibration, calibrationPlotSvg, isSameOrigin, renderThumbnail, thumbnailSize } from '../../src/review';
 import { escapeHtml, html } from '../../src/review/html';
 import { labInstances } from '../helpers/trail-fixtures';
 
@@ -37,6 +40,25 @@ describe('review rendering', () => {
     expect(near).not.toContain('▶');
     expect(near).toContain('kd&lt;x&gt;');
     expect(calibrationPlotSvg({ detector: 'lid', calibration: [], score: 1, pValue: 1 })).toContain('no calibration scores');
+  });
+
+  it('reads each detector\'s sorted clean calibration scores from the embedded bundle', async () => {
+    const model = await loadModelManifest(DEFAULT_MODEL_PATH);
+    const bundle = await loadBundle(DEFAULT_BUNDLE_PATH, model.sha256);
+    const calibration = bundleCalibration(bundle);
+    expect(bundle.names.length).toBeGreaterThan(0);
+    for (const name of bundle.names) {
+      const scores = calibration(name)!;
+      expect(scores.length).toBeGreaterThan(10);
+      for (let i = 1; i < scores.length; i++) expect(scores[i]).toBeGreaterThanOrEqual(scores[i - 1]);
+      // p-value of the largest clean score, recomputed from these scores, matches the detector's own
+      const top = scores[scores.length - 1];
+      const d = bundle.detectors![name];
+      if (!(d.params as { calibrateBy?: string }).calibrateBy || (d.params as { calibrateBy?: string }).calibrateBy === 'marginal') {
+        expect(d.pValue(top)).toBeCloseTo(2 / (scores.length + 1), 12);
+      }
+    }
+    expect(calibration('no-such-detector')).toBeNull();
   });
 
   it('escapes interpolated values unless they are markup it made', () => {
