@@ -5,7 +5,7 @@
 'use strict';
 const tsParser = require('@typescript-eslint/parser');
 
-const FOLDERS = ['core', 'config', 'dicom', 'models', 'detectors', 'policy', 'pipeline', 'proxy', 'metrics', 'eval', 'cli'];
+const FOLDERS = ['core', 'config', 'dicom', 'models', 'detectors', 'policy', 'pipeline', 'proxy', 'metrics', 'eval', 'audit', 'quarantine', 'review', 'cli'];
 
 /** What each folder may import from other folders of src/ (core is always allowed). */
 const ALLOWED = {
@@ -17,9 +17,13 @@ const ALLOWED = {
   policy: [],
   metrics: ['policy'],
   pipeline: ['config', 'dicom', 'models', 'detectors', 'policy'],
-  proxy: ['config', 'dicom', 'policy', 'pipeline', 'metrics'],
+  proxy: ['config', 'dicom', 'policy', 'pipeline', 'metrics', 'audit', 'quarantine', 'review'],
   eval: ['detectors', 'policy'],
-  cli: ['config', 'dicom', 'models', 'detectors', 'policy', 'pipeline', 'proxy', 'eval'],
+  // the production trail: a side channel the proxy feeds; the review page reads it and renders thumbnails
+  audit: [],
+  quarantine: ['audit'],
+  review: ['audit', 'quarantine', 'dicom', 'models', 'detectors'],
+  cli: ['config', 'dicom', 'models', 'detectors', 'policy', 'pipeline', 'proxy', 'eval', 'audit', 'quarantine'],
 };
 
 const alt = (names) => names.join('|');

@@ -9,11 +9,24 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 echo "[setup] tsc" >&2
 npx tsc -p tsconfig.json
-if [ "${1:-}" = "--with-orthanc" ]; then
-  if ! command -v Orthanc >/dev/null 2>&1 || [ ! -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ]; then
-    echo "[setup] apt-get install orthanc orthanc-dicomweb" >&2
-    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-    $SUDO apt-get update -q >&2
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends orthanc orthanc-dicomweb >&2
-  fi
+# Debian packages the tests need, each installed only when missing: --with-orthanc (Orthanc + DICOMweb plugin),
+# --with-postgres (PostgreSQL server binaries: initdb, pg_ctl), --with-chromium (headless Chromium for the review page).
+APT_PACKAGES=()
+for flag in "$@"; do
+  case "$flag" in
+    --with-orthanc)
+      if ! command -v Orthanc >/dev/null 2>&1 || [ ! -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ]; then
+        APT_PACKAGES+=(orthanc orthanc-dicomweb)
+      fi ;;
+    --with-postgres)
+      if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then APT_PACKAGES+=(postgresql); fi ;;
+    --with-chromium)
+      if [ ! -x /usr/bin/chromium ]; then APT_PACKAGES+=(chromium); fi ;;
+  esac
+done
+if [ "${#APT_PACKAGES[@]}" -gt 0 ]; then
+  echo "[setup] apt-get install ${APT_PACKAGES[*]}" >&2
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${APT_PACKAGES[@]}" >&2
 fi

@@ -44,6 +44,14 @@ export const ERROR_CATALOGUE = {
   UPSTREAM_UNAVAILABLE: { kind: 'upstream', status: 502, summary: 'The upstream DICOMweb server could not be reached.' },
   UPSTREAM_ERROR: { kind: 'upstream', status: 502, summary: 'The upstream DICOMweb server answered with an error.' },
   UPSTREAM_TIMEOUT: { kind: 'upstream', status: 504, summary: 'The upstream DICOMweb server did not answer in time.' },
+  // production trail: audit store, quarantine, review page
+  AUDIT_INPUT_INVALID: { kind: 'input', status: 400, summary: 'An audit record was refused: a field is missing, malformed or not a hash where a hash belongs.' },
+  AUDIT_RECORD_NOT_FOUND: { kind: 'client', status: 404, summary: 'No audit record has this id.' },
+  AUDIT_STORE_FAILED: { kind: 'internal', status: 500, summary: 'The audit store could not be opened, migrated or written.' },
+  QUARANTINE_CONFLICT: { kind: 'client', status: 409, summary: 'The quarantined instance is not in a state that allows this action.' },
+  QUARANTINE_BYTES_MISSING: { kind: 'internal', status: 500, summary: 'The quarantined bytes are missing or do not match their sha256.' },
+  QUARANTINE_WRITE_FAILED: { kind: 'internal', status: 500, summary: 'The quarantine could not write the bytes durably.' },
+  REVIEW_ORIGIN_REJECTED: { kind: 'client', status: 403, summary: 'A review action came from another origin (cross-site request refused).' },
   INTERNAL: { kind: 'internal', status: 500, summary: 'An unexpected internal error.' },
 } as const;
 
