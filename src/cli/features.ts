@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import type { Command } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import { WardenError } from '../core/errors';
-import { ScanPipeline } from '../pipeline';
+import { ScanPipeline, type ScanRecord } from '../pipeline';
 import type { FeatureTable, LayerMatrix } from '../detectors/detector';
 import { listFiles, parseSourceSpec, readManifest, selectRows, type SourceSpec } from '../detectors/dataset';
 import { readFeatureDump, writeFeatureDump, type FeatureDump } from '../detectors/features-io';
@@ -21,6 +21,8 @@ export interface ExtractOptions {
   concurrency?: number;
   label?: string;
   quiet?: boolean;
+  /** Called with every instance's record (scanned, skipped or error), e.g. for a summary. */
+  onRecord?: (record: ScanRecord, item: InputItem) => void;
 }
 
 export interface InputItem {
@@ -51,6 +53,7 @@ export async function extractFeatures(pipeline: ScanPipeline, items: InputItem[]
       const it = items[i];
       const bytes = await fs.promises.readFile(it.absPath);
       const { record, output } = await pipeline.extract(bytes, { file: it.meta.file ?? it.absPath });
+      opts.onRecord?.(record, it);
       if (record.status !== 'scanned' || !output || !record.prediction) {
         errors++;
         process.stderr.write(`\n${it.absPath}: ${record.status}${record.error ? ` ${record.error.code}: ${record.error.message}` : record.skipReason ? ` (${record.skipReason})` : ''}\n`);
