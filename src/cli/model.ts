@@ -107,8 +107,8 @@ async function askMissing(opts: ExposeCliOptions, ins: ModelInspection): Promise
   ];
   const optional: { key: 'scale' | 'mean' | 'std' | 'invertMonochrome1'; question: string; fallback: string }[] = [
     { key: 'scale', question: 'Range the [0, 1] value is mapped to, lo,hi', fallback: '0,1' },
-    { key: 'mean', question: `Mean subtracted per channel (1 or ${ins.input.channels} values)`, fallback: '0' },
-    { key: 'std', question: `Standard deviation divided per channel (1 or ${ins.input.channels} values)`, fallback: '1' },
+    { key: 'mean', question: `Mean subtracted ${ins.input.channels === 1 ? '' : `per channel (1 or ${ins.input.channels} values)`}`.trimEnd(), fallback: '0' },
+    { key: 'std', question: `Standard deviation divided by ${ins.input.channels === 1 ? '' : `per channel (1 or ${ins.input.channels} values)`}`.trimEnd(), fallback: '1' },
     { key: 'invertMonochrome1', question: 'Invert MONOCHROME1 images (true/false)', fallback: 'true' },
   ];
   if (!interactive) {
@@ -118,13 +118,21 @@ async function askMissing(opts: ExposeCliOptions, ins: ModelInspection): Promise
     }
     return;
   }
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  // Lines are read through the iterator, which buffers them: answers typed (or pasted) ahead are not lost.
+  const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: false });
+  const lines = rl[Symbol.asyncIterator]();
+  const ask = async (question: string): Promise<string> => {
+    process.stderr.write(`${question}: `);
+    const next = await lines.next();
+    if (next.done) throw new WardenError('USAGE', `Input ended before "${question}" was answered; give the value as a flag instead.`);
+    return String(next.value).trim();
+  };
   try {
     for (const r of required) {
-      while (opts[r.key] === undefined || opts[r.key] === '') opts[r.key] = (await rl.question(`${r.question}: `)).trim() || undefined;
+      while (opts[r.key] === undefined || opts[r.key] === '') opts[r.key] = (await ask(r.question)) || undefined;
     }
     for (const o of optional) {
-      if (opts[o.key] === undefined) opts[o.key] = (await rl.question(`${o.question} [${o.fallback}]: `)).trim() || o.fallback;
+      if (opts[o.key] === undefined) opts[o.key] = (await ask(`${o.question} [${o.fallback}]`)) || o.fallback;
     }
   } finally {
     rl.close();

@@ -160,3 +160,30 @@ describe('docs/byo-model.md: the five-command journey, as written', () => {
     expect(metrics).toMatch(/warden_/);
   });
 });
+
+describe('warden model expose: values the flags do not give', () => {
+  test('without a terminal, a missing --classes is a USAGE error naming the flag (exit 2, nothing written)', () => {
+    const res = run('warden model expose vendor.onnx --out no-classes.onnx --window auto');
+    expect(res.code).toBe(2);
+    expect(res.stderr).toMatch(/^warden: USAGE: --classes is required when stdin is not a terminal: names of the 2 classes of output 'scores'/m);
+    expect(fs.existsSync(path.join(dir, 'no-classes.onnx'))).toBe(false);
+  });
+
+  test('in a terminal (a pseudo-terminal from script(1)), missing values are asked for and end up in the manifest', async () => {
+    const answers = 'normal,pneumonia\nauto\n0,1\n0.5\n0.25\nfalse\n';
+    const cmd = `${process.execPath} ${path.join(ROOT, 'bin', 'warden.js')} model expose vendor.onnx --out asked.onnx`;
+    const res = spawnSync('script', ['-qec', cmd, '/dev/null'], { cwd: dir, input: answers, encoding: 'utf8', timeout: 120000 });
+    expect(res.status).toBe(0);
+    expect(res.stdout).toMatch(/Names of the 2 classes of output 'scores', in order, comma-separated:/);
+    const m = (await loadModelManifest(path.join(dir, 'asked.onnx'))).manifest;
+    expect(m.classes).toEqual(['normal', 'pneumonia']);
+    expect(m.preprocess).toMatchObject({ window: 'auto', scale: [0, 1], mean: [0.5], std: [0.25], invertMonochrome1: false });
+  });
+
+  test('a channels-last model is refused with MODEL_UNSUPPORTED_LAYOUT (exit 2)', () => {
+    fs.writeFileSync(path.join(dir, 'nhwc.onnx'), buildSealedModel({ layout: 'NHWC' }));
+    const res = run('warden model inspect nhwc.onnx');
+    expect(res.code).toBe(2);
+    expect(res.stderr).toMatch(/^warden: MODEL_UNSUPPORTED_LAYOUT: Input 'input' has shape \[batch, 224, 224, 1\], which looks channels-last \(NHWC\)/m);
+  });
+});
