@@ -3,7 +3,7 @@
  * folder holding vendor.onnx, clean/ and incoming/). Only the two port numbers of `warden serve` are replaced: the
  * upstream is a real Orthanc started here, the gateway listens on a free port.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { buildSealedModel } from '../fixtures/onnx/build-test-model';
 import { LAB_DIR } from '../helpers/lab-fixtures';
 import { freePort, orthancAvailable, startOrthanc, type OrthancHandle } from '../helpers/orthanc';
+import { startGatewayProcess, type GatewayProcess } from '../helpers/gateway-process';
 import { orthancInstanceId } from '../helpers/orthanc-client';
 import { referencedUids, stow } from '../helpers/stow';
 import { loadModelManifest } from '../../src/models/manifest';
@@ -45,7 +46,7 @@ function run(command: string) {
 
 const commands = journeyCommands(fs.readFileSync(DOC, 'utf8'));
 let orthanc: OrthancHandle | undefined;
-let gateway: ChildProcess | undefined;
+let gateway: GatewayProcess | undefined;
 
 beforeAll(() => {
   fs.writeFileSync(path.join(dir, 'vendor.onnx'), buildSealedModel());
@@ -59,10 +60,7 @@ beforeAll(() => {
   fs.cpSync(path.join(LAB_DIR, 'benign'), path.join(dir, 'incoming', 'study-b'), { recursive: true });
 });
 afterAll(async () => {
-  if (gateway?.pid && gateway.exitCode === null) {
-    gateway.kill('SIGTERM');
-    await new Promise((r) => gateway!.once('exit', r));
-  }
+  await gateway?.stop();
   await orthanc?.stop();
   fs.rmSync(dir, { recursive: true, force: true });
 });
@@ -139,16 +137,8 @@ describe('docs/byo-model.md: the five-command journey, as written', () => {
     const port = await freePort();
     const command = commands[4].replace('http://127.0.0.1:8042/dicom-web', orthanc.dicomWeb).replace('--port 8080', `--port ${port}`);
     expect(command).not.toBe(commands[4]);
-    gateway = spawn(process.execPath, argv(command), { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, WARDEN_HOST: '127.0.0.1', WARDEN_LOG_LEVEL: 'warn' } });
-    let stderr = '';
-    gateway.stderr!.on('data', (c) => { stderr += String(c); });
-    const url = `http://127.0.0.1:${port}`;
-    let ready = false;
-    for (let i = 0; i < 100 && !ready && gateway.exitCode === null; i++) {
-      ready = await fetch(`${url}/readyz`).then((r) => r.ok, () => false);
-      if (!ready) await new Promise((r) => setTimeout(r, 200));
-    }
-    expect({ ready, stderr: ready ? '' : stderr }).toEqual({ ready: true, stderr: '' });
+    gateway = await startGatewayProcess(argv(command).slice(1), port, dir);
+    const url = gateway.url;
     const study = path.join(dir, 'clean', 'clean_test', 'study0004');
     const files = fs.readdirSync(study).map((f) => fs.readFileSync(path.join(study, f)));
     const res = await stow(`${url}/dicom-web/studies`, files);

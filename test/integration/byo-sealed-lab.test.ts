@@ -10,12 +10,13 @@
  * Blocking at p ≤ 0.005 needs ≥ 398 calibration instances (UAD keeps half for its layers); 600 leaves a margin.
  * Held-out clean: the 36 clean test-split fixtures of test/fixtures/lab (never in fit).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { readLabManifest } from '../helpers/lab-fixtures';
 import { freePort, orthancAvailable, startOrthanc, type OrthancHandle } from '../helpers/orthanc';
+import { startGatewayProcess, type GatewayProcess } from '../helpers/gateway-process';
 import { orthancInstanceId } from '../helpers/orthanc-client';
 import { failedItems, referencedUids, stow } from '../helpers/stow';
 import { SYNTAX, kermanyGrey, splitPaths, writeKermanyStudies } from '../helpers/write-dicom';
@@ -51,13 +52,10 @@ function warden(...args: string[]) {
 const attacks = readLabManifest(path.join(BYO, 'manifest.csv'));
 const cleanHeldOut = readLabManifest().filter((r) => r.kind === 'clean' && (r as unknown as { split: string }).split === 'test');
 let orthanc: OrthancHandle | undefined;
-let gateway: ChildProcess | undefined;
+let gateway: GatewayProcess | undefined;
 
 afterAll(async () => {
-  if (gateway?.pid && gateway.exitCode === null) {
-    gateway.kill('SIGTERM');
-    await new Promise((r) => gateway!.once('exit', r));
-  }
+  await gateway?.stop();
   await orthanc?.stop();
   fs.rmSync(dir, { recursive: true, force: true });
 });
@@ -145,17 +143,8 @@ describe('the lab\'s sealed VGG (second architecture), brought as a vendor would
     if (!orthancAvailable()) throw new Error('Orthanc + DICOMweb plugin are needed: bash scripts/setup.sh --with-orthanc');
     orthanc = await startOrthanc();
     const port = await freePort();
-    gateway = spawn(process.execPath, [path.join(ROOT, 'bin', 'warden.js'), 'serve', '--model', EXPOSED, '--bundle', BUNDLE, '--upstream', orthanc.dicomWeb, '--port', String(port)],
-      { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, WARDEN_HOST: '127.0.0.1', WARDEN_LOG_LEVEL: 'warn' } });
-    let stderr = '';
-    gateway.stderr!.on('data', (c) => { stderr += String(c); });
-    const url = `http://127.0.0.1:${port}`;
-    let ready = false;
-    for (let i = 0; i < 100 && !ready && gateway.exitCode === null; i++) {
-      ready = await fetch(`${url}/readyz`).then((r) => r.ok, () => false);
-      if (!ready) await new Promise((r) => setTimeout(r, 200));
-    }
-    expect({ ready, stderr: ready ? '' : stderr }).toEqual({ ready: true, stderr: '' });
+    gateway = await startGatewayProcess(['serve', '--model', EXPOSED, '--bundle', BUNDLE, '--upstream', orthanc.dicomWeb, '--port', String(port)], port, dir);
+    const url = gateway.url;
     // a clean study: the held-out fixtures that scanned 'forward'
     const cleanForward = cleanHeldOut.filter((_, i) => records[attacks.length + i]?.verdict === 'forward').slice(0, 3);
     expect(cleanForward.length).toBe(3);

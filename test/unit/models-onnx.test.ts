@@ -107,8 +107,8 @@ describe('warden model expose', () => {
     const before = onnx.ModelProto.decode(sealed);
     const after = onnx.ModelProto.decode(res.bytes);
     const enc = (xs: { constructor: { encode(m: unknown): { finish(): Uint8Array } } }[]) => xs.map((x) => Buffer.from(x.constructor.encode(x).finish()).toString('hex'));
-    const g0 = before.graph!;
-    const g1 = after.graph!;
+    const g0 = before.graph as onnx.GraphProto;
+    const g1 = after.graph as onnx.GraphProto;
     expect(enc(g1.node.slice(0, g0.node.length) as never)).toEqual(enc(g0.node as never));
     expect(enc(g1.initializer.slice(0, g0.initializer.length) as never)).toEqual(enc(g0.initializer as never));
     expect(enc(g1.input as never)).toEqual(enc(g0.input as never));
@@ -160,19 +160,19 @@ describe('typed refusals', () => {
   });
   test('a 3-D input: MODEL_UNSUPPORTED_LAYOUT', () => {
     const m = onnx.ModelProto.decode(buildSealedModel());
-    m.graph!.input[0].type!.tensorType!.shape!.dim!.splice(1, 1);
+    (m.graph as onnx.GraphProto).input[0].type!.tensorType!.shape!.dim!.splice(1, 1);
     expect(() => imageInputOf(viewGraph(onnx.ModelProto.encode(m).finish()))).toThrow(expect.objectContaining({ code: 'MODEL_UNSUPPORTED_LAYOUT' }));
   });
   test('a symbolic height and width need --input-size (USAGE naming the flag)', () => {
     const m = onnx.ModelProto.decode(buildSealedModel());
-    for (const d of m.graph!.input[0].type!.tensorType!.shape!.dim!.slice(2)) { d.dimValue = null as never; d.dimParam = 'side'; }
+    for (const d of (m.graph as onnx.GraphProto).input[0].type!.tensorType!.shape!.dim!.slice(2)) { d.dimValue = null as never; d.dimParam = 'side'; }
     const view = viewGraph(onnx.ModelProto.encode(m).finish());
     expect(() => imageInputOf(view)).toThrow(expect.objectContaining({ code: 'USAGE', message: expect.stringMatching(/--input-size/) }));
     expect(imageInputOf(view, [224, 224]).shape).toEqual([-1, 1, 224, 224]);
   });
   test('weights in external data files: MODEL_EXTERNAL_DATA naming the file', async () => {
     const m = onnx.ModelProto.decode(buildSealedModel());
-    const w = m.graph!.initializer[0];
+    const w = (m.graph as onnx.GraphProto).initializer[0];
     w.rawData = new Uint8Array(0);
     w.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
     w.externalData = [{ key: 'location', value: 'weights.bin' }, { key: 'offset', value: '0' }];
