@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Warden lab entry point.  usage: lab/run.sh all | splits | train | export | attacks | dicom | fixtures | resnet50
+# Warden lab entry point.  usage: lab/run.sh all | splits | train | export | attacks | dicom | fixtures | resnet50 | sealed
 # Each step skips if its output exists (FORCE=1 to redo). Uses Debian's /usr/bin/python3 (not pyenv).
 set -euo pipefail
 LAB="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -63,6 +63,8 @@ run_step() {
     dicom)    step dicom "$REPO/data/manifest.csv" "$PY" dicom.py ;;
     fixtures) step fixtures "$REPO/data/.done-fixtures" marked fixtures "$PY" fixtures.py ;;
     resnet50) step resnet50 "$REPO/data/resnet50.onnx" "$PY" resnet50.py ;;
+    # the sealed vendor model of the bring-your-own-model path (docs/byo-model.md); not part of `all`
+    sealed)   step sealed "$REPO/data/sealed/.done-fixtures" "$PY" sealed_model.py ;;
     *) echo "unknown step $1" >&2; exit 2 ;;
   esac
 }

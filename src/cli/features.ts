@@ -3,11 +3,10 @@ import * as path from 'node:path';
 import type { Command } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import { WardenError } from '../core/errors';
-import type { ScanPipeline } from '../pipeline';
-import { EXTRACT_ONLY, cliRuntime, type ModelFlags } from './runtime';
+import type { ScanPipeline, ScanRecord } from '../pipeline';
 import type { FeatureTable, LayerMatrix } from '../detectors';
-import { listFiles, parseSourceSpec, readManifest, selectRows, type SourceSpec } from '../eval';
-import { readFeatureDump, writeFeatureDump, type FeatureDump } from '../eval';
+import { listFiles, parseSourceSpec, readFeatureDump, readManifest, selectRows, writeFeatureDump, type FeatureDump, type SourceSpec } from '../eval';
+import { EXTRACT_ONLY, cliRuntime, type ModelFlags } from './runtime';
 
 /**
  * `warden features --manifest <csv[:splits]> --out <dir>`: runs every selected instance through
@@ -22,6 +21,8 @@ export interface ExtractOptions {
   concurrency?: number;
   label?: string;
   quiet?: boolean;
+  /** Called with every instance's record (scanned, skipped or error), e.g. for a summary. */
+  onRecord?: (record: ScanRecord, item: InputItem) => void;
 }
 
 export interface InputItem {
@@ -52,6 +53,7 @@ export async function extractFeatures(pipeline: ScanPipeline, items: InputItem[]
       const it = items[i];
       const bytes = await fs.promises.readFile(it.absPath);
       const { record, output } = await pipeline.extract(bytes, { file: it.meta.file ?? it.absPath });
+      opts.onRecord?.(record, it);
       if (record.status !== 'scanned' || !output || !record.prediction) {
         errors++;
         process.stderr.write(`\n${it.absPath}: ${record.status}${record.error ? ` ${record.error.code}: ${record.error.message}` : record.skipReason ? ` (${record.skipReason})` : ''}\n`);

@@ -10,10 +10,14 @@ export function register(program: Command): void {
     .option('-c, --config <file>', 'YAML configuration (default: $WARDEN_CONFIG; env WARDEN_* overrides keys)')
     .option('-p, --port <port>', 'listen port (overrides server.port)')
     .option('-u, --upstream <url>', 'upstream DICOMweb base URL (overrides upstream.url)')
-    .action(async (opts: { config?: string; port?: string; upstream?: string }) => {
+    .option('--model <file>', 'ONNX model with a Warden manifest (overrides model.path)')
+    .option('--bundle <file>', 'detector bundle fitted for that model (overrides model.bundle)')
+    .action(async (opts: { config?: string; port?: string; upstream?: string; model?: string; bundle?: string }) => {
       const env = { ...process.env };
       if (opts.port !== undefined) env.WARDEN_PORT = opts.port;
       if (opts.upstream !== undefined) env.WARDEN_UPSTREAM_URL = opts.upstream;
+      if (opts.model !== undefined) env.WARDEN_MODEL_PATH = opts.model;
+      if (opts.bundle !== undefined) env.WARDEN_BUNDLE_PATH = opts.bundle;
       const config = loadConfig(opts.config, env);
       const running = await startServer(config);
       const stop = (signal: string): void => {

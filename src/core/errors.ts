@@ -25,6 +25,9 @@ export const ERROR_CATALOGUE = {
   BUNDLE_MODEL_MISMATCH: { kind: 'model', status: 500, summary: 'The detector bundle was fitted for a different model.' },
   DETECTOR_NOT_FITTED: { kind: 'model', status: 500, summary: 'A detector was used before it was fitted or calibrated.' },
   FEATURE_SHAPE_MISMATCH: { kind: 'model', status: 500, summary: 'Feature vectors do not have the dimensions the detector expects.' },
+  MODEL_UNSUPPORTED_LAYOUT: { kind: 'model', status: 422, summary: 'The model input is not one NCHW float tensor with 1 or 3 channels, so Warden cannot feed it.' },
+  MODEL_EXTERNAL_DATA: { kind: 'model', status: 422, summary: 'The model keeps weights in external data files, which a detector bundle bound to the model file cannot cover.' },
+  MODEL_SURGERY_CHANGED_OUTPUTS: { kind: 'model', status: 500, summary: 'Adding feature outputs changed an original output of the model, so the exposed model was not written.' },
   // configuration and usage
   CONFIG_INVALID: { kind: 'config', status: 500, summary: 'The configuration is invalid.' },
   USAGE: { kind: 'config', status: 400, summary: 'The command or request was called with invalid arguments.' },

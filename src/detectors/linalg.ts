@@ -5,6 +5,7 @@
  */
 
 import { WardenError } from '../core/errors';
+import { mulberry32 } from '../core/random';
 
 /** Row-major n × dim matrix of float32 features (one row per instance). */
 export interface LayerMatrix {
@@ -141,17 +142,7 @@ export function quadForm(x: ArrayLike<number>, mu: Float64Array, muOffset: numbe
   return q;
 }
 
-/** Deterministic PRNG (mulberry32) so subsampling is reproducible across runs and in the Python reference. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 };
 
 /**
  * Up to `k` of the indices 0..n-1, chosen without replacement by a seeded partial Fisher–Yates shuffle, then

@@ -7,3 +7,4 @@ export { DEFAULT_DECODE_LIMITS, type DecodeLimits } from './limits';
 export { hashUid, setUidHashKey } from './hash';
 export { decodedBytesEstimate, readHeader, readHeaderFrom, type InstanceHeader } from './header';
 export { TAG } from './tags';
+export { supportedTransferSyntaxes } from './registry';

@@ -7,3 +7,5 @@ export { preprocess, resizeBilinear, resizeNearest, resolveWindowRule, selectFra
 export type { FrameChoice, PreprocessOptions, PreprocessResult } from './preprocess';
 export { InferencePool, resolveWorkerScript } from './pool';
 export type { InferencePoolOptions, InferenceResult, RunOptions } from './pool';
+export { DEFAULT_PROBES, exposeModel, inspectModel, proveOriginalOutputsUnchanged } from './onnx';
+export type { ExposeOptions, ExposeResult, ImageInput, InspectOptions, LogitsInfo, ModelInspection, PenultimateInfo, Preprocess, ProbeRange, ProofOptions, ProofReport, TapCandidate, TapGroup } from './onnx';

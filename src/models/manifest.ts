@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { z } from 'zod';
 import { WardenError } from '../core/errors';
+import { MODEL_FIELD, messageFields } from './onnx/wire';
 
 /**
  * The model manifest (docs/model-manifest.md): read from the ONNX file's `metadata_props` key
@@ -108,82 +109,19 @@ export function parseManifestJson(text: string, origin = 'manifest'): ModelManif
 export function readOnnxMetadataProps(bytes: Uint8Array): Record<string, string> {
   const out: Record<string, string> = {};
   const dec = new TextDecoder('utf-8');
-  const fail = (why: string): never => {
-    throw new WardenError('MODEL_LOAD_FAILED', `Not an ONNX model (${why}).`);
-  };
-  let pos = 0;
-  const end = bytes.length;
-  const varint = (): number => {
-    let result = 0;
-    let mul = 1;
-    for (let i = 0; i < 10; i++) {
-      if (pos >= end) fail('truncated varint');
-      const b = bytes[pos++];
-      result += (b & 0x7f) * mul;
-      if ((b & 0x80) === 0) return result;
-      mul *= 128;
-    }
-    return fail('varint too long');
-  };
-  const readEntry = (from: number, to: number): void => {
+  const fields = messageFields(bytes);
+  if (!fields.some((f) => f.field === MODEL_FIELD.graph && f.wire === 2)) throw new WardenError('MODEL_LOAD_FAILED', 'Not an ONNX model (no graph).');
+  for (const f of fields) {
+    if (f.field !== MODEL_FIELD.metadataProps || f.wire !== 2) continue;
     let key: string | undefined;
     let value = '';
-    const saved = pos;
-    pos = from;
-    while (pos < to) {
-      const tag = varint();
-      const field = Math.floor(tag / 8);
-      const wire = tag & 7;
-      if (wire === 2) {
-        const len = varint();
-        if (pos + len > to) fail('metadata entry overruns');
-        const s = dec.decode(bytes.subarray(pos, pos + len));
-        if (field === 1) key = s;
-        else if (field === 2) value = s;
-        pos += len;
-      } else skip(wire, to);
+    for (const e of messageFields(bytes, f.dataStart, f.end)) {
+      if (e.wire !== 2) continue;
+      if (e.field === 1) key = dec.decode(bytes.subarray(e.dataStart, e.end));
+      else if (e.field === 2) value = dec.decode(bytes.subarray(e.dataStart, e.end));
     }
-    pos = saved;
     if (key !== undefined) out[key] = value;
-  };
-  const skip = (wire: number, limit: number): void => {
-    switch (wire) {
-      case 0:
-        varint();
-        return;
-      case 1:
-        pos += 8;
-        break;
-      case 2: {
-        const len = varint(); // (not `pos += varint()`: that would add to the old pos)
-        pos += len;
-        break;
-      }
-      case 5:
-        pos += 4;
-        break;
-      default:
-        fail(`unsupported wire type ${wire}`);
-    }
-    if (pos > limit) fail('field overruns the message');
-  };
-  let sawGraph = false;
-  while (pos < end) {
-    const tag = varint();
-    const field = Math.floor(tag / 8);
-    const wire = tag & 7;
-    if (field === 0) fail('field number 0');
-    if (field === 14 && wire === 2) {
-      const len = varint();
-      if (pos + len > end) fail('metadata_props overruns the file');
-      readEntry(pos, pos + len);
-      pos += len;
-    } else {
-      if (field === 7 && wire === 2) sawGraph = true;
-      skip(wire, end);
-    }
   }
-  if (!sawGraph) fail('no graph');
   return out;
 }
 
