@@ -22,10 +22,10 @@ async function runOne(targetMb, sink) {
   const count = Math.ceil((targetMb * 1024 * 1024) / perInstance);
   // Empty values are passed as empty (glibc's defaults): unset ones would make `warden serve` re-exec itself
   // with its own malloc tuning, and this script would then measure the wrapper process.
-  // blockFpr below the bundle's smallest reachable p-value: the synthetic instances are flagged and forwarded,
+  // adversarial.blockFpr below the bundle's smallest reachable p-value: the synthetic instances are flagged and forwarded,
   // so the forward path (upstream request built from the spooled original bytes) is measured too.
   const configFile = path.join(os.tmpdir(), `warden-bench-memory-${process.pid}.yaml`);
-  fs.writeFileSync(configFile, 'policy:\n  flagFpr: 0.05\n  blockFpr: 0.0001\n');
+  fs.writeFileSync(configFile, 'policy:\n  adversarial:\n    flagFpr: 0.05\n    blockFpr: 0.0001\n');
   const env = { WARDEN_LOG_LEVEL: 'error', WARDEN_CONFIG: configFile, MALLOC_MMAP_THRESHOLD_: MMAP_THRESHOLD, MALLOC_ARENA_MAX: ARENA_MAX };
   const warden = await L.startWarden(sink.url, env);
   try {

@@ -40,7 +40,8 @@ export function itemsOf(spec: SourceSpec, splitColumn: string, kind?: string): I
 /** Runs items through ScanPipeline.extract with a progress bar on stderr; failed instances are reported and left out. */
 export async function extractFeatures(pipeline: ScanPipeline, items: InputItem[], opts: ExtractOptions = {}): Promise<FeatureDump> {
   const classes = pipeline.manifest.classes;
-  const names = pipeline.manifest.outputs.features;
+  // every feature the pipeline hands detectors: the feature outputs, `logits`, and each view's `<view>/<name>`
+  const names = ['logits', ...pipeline.manifest.outputs.features, ...pipeline.views.flatMap((v) => ['logits', ...pipeline.manifest.outputs.features].map((n) => `${v}/${n}`))];
   const rows: { meta: Record<string, string>; logits: Float32Array; features: Record<string, Float32Array>; pred: number }[] = new Array(items.length);
   const bar = opts.quiet ? undefined : new SingleBar({ format: `${opts.label ?? 'extract'} [{bar}] {value}/{total} | {duration_formatted} | eta {eta_formatted}`, stream: process.stderr, etaBuffer: 200, noTTYOutput: true, notTTYSchedule: 10000 }, Presets.shades_classic);
   bar?.start(items.length, 0);
@@ -132,6 +133,12 @@ interface FeaturesCliOptions extends ModelFlags {
   out: string;
   splitColumn: string;
   kind?: string;
+  views?: string;
+}
+
+/** `--views a,b` → view names (validated by compose). */
+export function parseViews(list: string | undefined): string[] {
+  return (list ?? '').split(',').map((v) => v.trim()).filter(Boolean);
 }
 
 export function register(program: Command): void {
@@ -145,9 +152,10 @@ export function register(program: Command): void {
     .option('--kind <kind>', 'only rows of this kind (clean | adversarial | benign)')
     .option('--workers <n>', 'inference worker threads', '1')
     .option('--threads <n>', 'ONNX Runtime threads per worker', '1')
+    .option('--views <list>', 'also run each image as these views (e.g. median2,bits5; see src/models/views.ts) and dump `<view>/<layer>`')
     .action(async (opts: FeaturesCliOptions) => {
       const spec = parseSourceSpec(opts.manifest);
-      const runtime = await cliRuntime(opts, EXTRACT_ONLY);
+      const runtime = await cliRuntime(opts, { ...EXTRACT_ONLY, views: parseViews(opts.views) });
       const { pipeline } = runtime;
       try {
         const dump = await featuresFor(spec, opts.splitColumn, opts.kind, async () => pipeline, { model: opts.model, label: 'features' });

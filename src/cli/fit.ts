@@ -128,7 +128,7 @@ export function register(program: Command): void {
           source: opts.from ? `${opts.from}, split by StudyInstanceUID (calibration fraction ${opts.calibrationFraction}, seed ${opts.seed})` : `--train ${opts.train}, --calibration ${opts.calibration}`,
           studies: split?.studies, detectors: specs.map((s) => s.id), leftOut, bundle: opts.out, bundleBytes: fs.statSync(opts.out).size, modelSha256,
         }).join('\n') + '\n');
-        // The configured policy's thresholds this calibration set cannot resolve (e.g. blockFpr 0.005 needs ≥ 199 scores).
+        // The configured policy's thresholds this calibration set cannot resolve (e.g. adversarial.blockFpr 0.005 needs ≥ 199 scores).
         const floors = Object.fromEntries(train.header.classes.map((label, c) => [label, Object.fromEntries(Object.entries(bundle.detectors).map(([id, d]) => [id, d.pValueFloor(c)]))]));
         for (const problem of unreachableThresholds(policy, floors)) process.stderr.write(`warning: ${problem}\n`);
       } finally {

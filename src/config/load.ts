@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { WardenError } from '../core/errors';
+import { MOVED_POLICY_KEYS } from '../policy';
 import { ConfigSchema, RuntimeConfigSchema, type WardenConfig } from './schema';
 
 /** Environment variables that override one key each. `WARDEN_CONFIG` names the YAML file itself. */
@@ -67,7 +68,9 @@ function describeIssue(issue: z.core.$ZodIssue): string {
   const key = issue.path.length ? issue.path.join('.') : '(root)';
   if (issue.code === 'unrecognized_keys') {
     const prefix = issue.path.length ? `${issue.path.join('.')}.` : '';
-    return `${issue.keys.map((k) => prefix + k).join(', ')}: unknown key (check the spelling against config/warden.example.yaml)`;
+    return issue.keys.map((k) => (prefix === 'policy.' && MOVED_POLICY_KEYS[k]
+      ? `policy.${k}: moved to ${MOVED_POLICY_KEYS[k]}`
+      : `${prefix}${k}: unknown key (check the spelling against config/warden.example.yaml)`)).join('; ');
   }
   if (issue.code === 'invalid_type' && issue.message.includes('received undefined')) {
     return `${key}: required, expected ${issue.expected}`;

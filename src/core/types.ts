@@ -89,10 +89,15 @@ export interface Reason {
 
 /** The policy's answer for one instance: immutable, made only by src/policy. */
 export interface Decision {
+  /** What is carried out (always `forward` in observe mode, but for parts that are not instances). */
   readonly verdict: Verdict;
   readonly reasons: readonly Reason[];
-  /** The combined p-value of the deciding detectors, when the instance was scanned and judged. */
+  /** The combined p-value of the adversarial signal's detectors, when the instance was scanned and judged. */
   readonly pValue?: number;
+  /** The combined p-value of each signal that was computed. */
+  readonly pValues?: Readonly<Partial<Record<Signal, number>>>;
+  /** Observe mode: the verdict enforce mode would have carried out, when it is not `forward`. */
+  readonly wouldBe?: Verdict;
 }
 
 export interface DetectorScore {

@@ -263,7 +263,7 @@ export abstract class BaseDetector implements Detector {
   /** Which layers to fit on; default: params.layers (string[]) or params.layer (string). */
   protected layersToFit(train: FeatureTable): string[] {
     const p = this.params as { layers?: unknown; layer?: unknown };
-    if (p.layers === 'all') return Object.keys(train.layers).sort();
+    if (p.layers === 'all') return Object.keys(train.layers).filter(isBaseFeatureLayer).sort();
     if (Array.isArray(p.layers)) return p.layers as string[];
     if (typeof p.layer === 'string') return [p.layer];
     throw new WardenError('USAGE', `Detector ${this.name} has no layer parameter.`);
@@ -272,6 +272,14 @@ export abstract class BaseDetector implements Detector {
   protected abstract fitImpl(train: FeatureTable): void;
   protected abstract scoreImpl(features: FeatureVector, predictedClass: number): number;
   protected abstract saveImpl(): { meta: Record<string, unknown>; arrays: Record<string, StateArray> };
+}
+
+/**
+ * A pooled feature layer of the image itself: not the logits (also handed to detectors, as `logits`) and not a
+ * view's output (`<view>/<output>`, e.g. `median2/logits`). What `layers: 'all'` means.
+ */
+export function isBaseFeatureLayer(name: string): boolean {
+  return name !== 'logits' && !name.includes('/');
 }
 
 /** Row i of a layer as a view (no copy). */

@@ -47,6 +47,8 @@ export const TAG = {
   WardenVerdict: '00091001',
   WardenReason: '00091002',
   WardenPartNumber: '00091003',
+  /** Observe mode: the verdict enforce mode would have carried out (CS: FLAG | BLOCK). */
+  WardenWouldBe: '00091004',
 } as const;
 
 /** Palette colour lookup tables, red / green / blue. */

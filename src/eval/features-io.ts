@@ -69,7 +69,11 @@ export function readNpy(file: string): { data: Float32Array; shape: number[] } {
 
 export function writeFeatureDump(dir: string, dump: FeatureDump): void {
   fs.mkdirSync(dir, { recursive: true });
-  for (const [name, m] of Object.entries(dump.table.layers)) writeNpy(path.join(dir, `${name}.npy`), m.data, [dump.table.n, m.dim]);
+  for (const [name, m] of Object.entries(dump.table.layers)) {
+    // a view's layers (`median2/logits`) go to a folder per view
+    fs.mkdirSync(path.dirname(path.join(dir, `${name}.npy`)), { recursive: true });
+    writeNpy(path.join(dir, `${name}.npy`), m.data, [dump.table.n, m.dim]);
+  }
   writeNpy(path.join(dir, 'logits.npy'), dump.logits, [dump.table.n, dump.header.classes.length]);
   const meta = dump.meta.map((r, i) => ({ index: i, predicted: dump.table.predicted[i], ...r }));
   fs.writeFileSync(path.join(dir, 'meta.csv'), toCsv(meta));
@@ -91,6 +95,8 @@ export function readFeatureDump(dir: string): FeatureDump {
     layers[name] = { dim, data };
   }
   const logits = readNpy(path.join(dir, 'logits.npy')).data;
+  // dumps written before detectors read the logits as a feature have them only as logits.npy
+  if (!layers.logits) layers.logits = { dim: header.classes.length, data: logits };
   const metaRows = parseCsv(fs.readFileSync(path.join(dir, 'meta.csv'), 'utf8'));
   const predicted = Int32Array.from(metaRows, (r) => Number(r.predicted));
   const meta = metaRows.map(({ index: _i, predicted: _p, ...rest }) => rest);

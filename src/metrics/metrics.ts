@@ -17,8 +17,10 @@ export interface WardenMetrics {
   scannedByPixels: Counter;
   /** Studies by route and their worst instance verdict. */
   studies: Counter<'route' | 'verdict'>;
-  /** Flagged instances, by the detector(s) that flagged them. */
-  flagged: Counter<'detector'>;
+  /** Flagged instances, by signal (adversarial, domain, error) and the detector(s) that flagged them. */
+  flagged: Counter<'signal' | 'detector'>;
+  /** Observe mode: instances forwarded that enforce mode would have flagged or blocked, by route and that verdict. */
+  observed: Counter<'route' | 'verdict'>;
   stageDuration: Histogram<'stage'>;
   detectorScore: Histogram<'detector'>;
   detectorPValue: Histogram<'detector'>;
@@ -67,7 +69,8 @@ export function createMetrics(options: MetricsOptions = {}): WardenMetrics {
     unscanned: new Counter({ name: 'warden_instances_unscanned_total', help: 'Instances passed on without a scan, by reason (out_of_scope, not_an_image).', labelNames: ['reason'] as const, registers }),
     scannedByPixels: new Counter({ name: 'warden_instances_scanned_by_pixels_total', help: 'Instances scanned although their tags put them out of scope, because their pixels fit the model (policy.scanByPixels).', registers }),
     studies: new Counter({ name: 'warden_studies_total', help: 'Studies judged, by route and their worst instance verdict.', labelNames: ['route', 'verdict'] as const, registers }),
-    flagged: new Counter({ name: 'warden_flagged_instances_total', help: 'Instances passed on with a flag, by the detector(s) that flagged them.', labelNames: ['detector'] as const, registers }),
+    flagged: new Counter({ name: 'warden_flagged_instances_total', help: 'Instances passed on with a flag, by signal (adversarial, domain, error) and the detector(s) that flagged them.', labelNames: ['signal', 'detector'] as const, registers }),
+    observed: new Counter({ name: 'warden_instances_observed_total', help: 'Observe mode: instances forwarded that enforce mode would have flagged or blocked, by route and that verdict.', labelNames: ['route', 'verdict'] as const, registers }),
     stageDuration: new Histogram({ name: 'warden_stage_duration_seconds', help: 'Time spent per pipeline stage (ingest, decode, preprocess, inference, detect, total, forward).', labelNames: ['stage'] as const, buckets: STAGE_BUCKETS, registers }),
     detectorScore: new Histogram({ name: 'warden_detector_score', help: 'Detector scores (higher = more anomalous), by detector.', labelNames: ['detector'] as const, buckets: SCORE_BUCKETS, registers }),
     detectorPValue: new Histogram({ name: 'warden_detector_p_value', help: 'Conformal p-values against clean calibration scores, by detector.', labelNames: ['detector'] as const, buckets: P_VALUE_BUCKETS, registers }),

@@ -1,6 +1,6 @@
 import { isErrorCode } from '../core/errors';
 import { subscribe, type EventScope } from '../core/events';
-import { reasonLabel } from '../policy';
+import { flagLabels } from '../policy';
 import type { WardenMetrics } from './metrics';
 
 const STAGE_NAME = /^[a-z_]{1,32}$/;
@@ -24,7 +24,8 @@ export function subscribeMetrics(m: WardenMetrics, scope: EventScope): () => voi
       m.instances.inc({ route: e.route, verdict: e.decision.verdict });
       if (e.unscanned) m.unscanned.inc({ reason: e.unscanned });
       if (e.decision.reasons.some((r) => r.code === 'tags_out_of_scope')) m.scannedByPixels.inc();
-      if (e.decision.verdict === 'flag') m.flagged.inc({ detector: reasonLabel(e.decision.reasons) });
+      if (e.decision.verdict === 'flag') for (const { signal, detector } of flagLabels(e.decision.reasons)) m.flagged.inc({ signal, detector });
+      if (e.decision.wouldBe) m.observed.inc({ route: e.route, verdict: e.decision.wouldBe });
       if (e.spooled) m.spooledParts.inc();
       // an instance that could not be scanned counts its error once, whichever stage failed
       for (const r of e.decision.reasons) if (r.signal === 'error' && isErrorCode(r.code)) m.errors.inc({ code: r.code });

@@ -9,7 +9,7 @@ import { cliLogger } from '../core/logger';
 import { resolveUidHashKey, type WardenConfig } from '../config';
 import { setUidHashKey, type DecodeLimits } from '../dicom';
 import { loadBundle, type DetectorBundle } from '../detectors';
-import { InferencePool, loadModelManifest, type FrameChoice, type LoadedModel } from '../models';
+import { InferencePool, loadModelManifest, viewFunction, viewsOf, type FrameChoice, type LoadedModel } from '../models';
 import { DEFAULT_POLICY, unreachableThresholds, type Policy } from '../policy';
 import { ScanPipeline } from './scan-pipeline';
 
@@ -47,6 +47,8 @@ export interface RuntimeOptions {
   scope?: EventScope;
   /** The install's secret for hashing UIDs (process-wide; see src/dicom/hash.ts). */
   uidHashKey?: string;
+  /** Views to run besides those the bundle needs (feature extraction for fitting view-reading detectors). */
+  views?: string[];
 }
 
 export interface Runtime {
@@ -118,8 +120,14 @@ export async function compose(opts: RuntimeOptions = {}): Promise<Runtime> {
       bundleSha256 = createHash('sha256').update(fs.readFileSync(resolved)).digest('hex');
     }
   }
+  const views = [...new Set([...viewsOf(bundle?.requiredLayers ?? []), ...(opts.views ?? [])])].sort();
+  for (const v of views) viewFunction(v);
   if (bundle) {
-    const missing = bundle.requiredLayers.filter((l) => !m.outputs.features.includes(l));
+    const provided = (name: string): boolean => {
+      const base = name.includes('/') ? name.slice(name.indexOf('/') + 1) : name;
+      return base === 'logits' || m.outputs.features.includes(base);
+    };
+    const missing = bundle.requiredLayers.filter((l) => !provided(l));
     if (missing.length) {
       throw new WardenError('BUNDLE_INVALID', `The bundle needs feature layers ${missing.join(', ')} that the model manifest does not declare.`);
     }
@@ -144,7 +152,7 @@ export async function compose(opts: RuntimeOptions = {}): Promise<Runtime> {
     // A threshold below what the calibration set can resolve would silently never fire: say so at start-up.
     for (const problem of unreachableThresholds(policy, floors)) logger.warn({ event: 'policy_unreachable' }, problem);
   }
-  const pipeline = new ScanPipeline({ model, pool, policy, bundle, limits: opts.limits, frame: opts.frame, scope: opts.scope });
+  const pipeline = new ScanPipeline({ model, pool, policy, bundle, limits: opts.limits, frame: opts.frame, scope: opts.scope, views });
   return {
     pipeline, model, bundle, bundlePath, bundleSha256, policy,
     close: () => pipeline.close(),

@@ -5,7 +5,7 @@ import { publish, type EventScope } from '../core/events';
 import { decodeInstance, isSkipped, type DecodeLimits } from '../dicom';
 import type { DetectorBundle } from '../detectors';
 import { decide, fitsModelInput, isApplicable, outOfScopeAction, type InstanceOutcome, type Policy } from '../policy';
-import { preprocess, type FrameChoice, type InferencePool, type InferenceResult, type LoadedModel, type ModelManifest } from '../models';
+import { batchWithViews, preprocess, type FrameChoice, type InferencePool, type InferenceResult, type LoadedModel, type ModelManifest } from '../models';
 
 /**
  * The one place the stages compose: decode → scope → preprocess → extract → detect → decide. A scan and an
@@ -41,6 +41,11 @@ export interface ScanPipelineParts {
   limits?: Partial<DecodeLimits>;
   frame?: FrameChoice;
   scope?: EventScope;
+  /**
+   * Views run in the same batch as the image (src/models/views.ts): those the bundle's detectors read, plus any
+   * asked for feature extraction. Their outputs reach detectors as `<view>/<output>`.
+   */
+  views?: string[];
 }
 
 /** Mutable state a scan carries from step to step. */
@@ -73,6 +78,8 @@ export class ScanPipeline {
   readonly bundle?: DetectorBundle;
   readonly policy: Policy;
   readonly pool: InferencePool;
+  /** The views each instance is also run as (one batch). */
+  readonly views: string[];
   readonly #scope?: EventScope;
   readonly #scanSteps: Step[];
   readonly #extractSteps: Step[];
@@ -88,7 +95,8 @@ export class ScanPipeline {
     this.#scope = parts.scope;
     const decode = decodeStep(parts.limits);
     const pre = preprocessStep(this.manifest, parts.frame ?? 'first');
-    const infer = inferStep(this.pool, this.manifest);
+    this.views = parts.views ?? [];
+    const infer = inferStep(this.pool, this.manifest, this.views);
     this.#scanSteps = [decode, scopeStep(this.policy, this.manifest), pre, infer, detectStep(this.bundle)];
     this.#extractSteps = [decode, pre, infer];
   }
@@ -217,13 +225,26 @@ function preprocessStep(manifest: ModelManifest, frame: FrameChoice): Step {
   };
 }
 
-function inferStep(pool: InferencePool, manifest: ModelManifest): Step {
+function inferStep(pool: InferencePool, manifest: ModelManifest, views: string[]): Step {
+  const dynamicBatch = manifest.input.shape[0] === -1;
   return {
     timing: 'inference',
     failure: { code: 'MODEL_INFERENCE_FAILED', sentence: 'Inference failed' },
     async run(s) {
-      const res = await pool.run(s.input!.tensor, s.input!.shape);
-      s.output = toOutput(res, manifest);
+      const { tensor, shape } = s.input!;
+      let results: InferenceResult[];
+      if (views.length === 0) results = [await pool.run(tensor, shape)];
+      else {
+        // one batch [image, view₁, …, viewₖ] when the model takes any batch size, else one run each
+        const batch = batchWithViews(tensor, shape, views, manifest);
+        if (dynamicBatch) results = [await pool.run(batch.tensor, batch.shape)];
+        else {
+          const one = tensor.length;
+          results = [];
+          for (let r = 0; r <= views.length; r++) results.push(await pool.run(batch.tensor.slice(r * one, (r + 1) * one), shape));
+        }
+      }
+      s.output = toOutput(results, manifest, views);
       s.record.prediction = predictionOf(s.output.logits, manifest.classes);
       s.record.featureDims = Object.fromEntries(Object.entries(s.output.features).map(([k, v]) => [k, v.length]));
     },
@@ -243,15 +264,31 @@ function detectStep(bundle: DetectorBundle | undefined): Step {
   };
 }
 
-function toOutput(res: InferenceResult, manifest: ModelManifest): ModelOutput {
+/**
+ * The image's logits, and its features as detectors read them: every feature output, `logits`, and each view's
+ * (`<view>/<name>`), split out of the batch rows (or the one-per-run results of a fixed-batch model).
+ */
+function toOutput(results: InferenceResult[], manifest: ModelManifest, views: string[]): ModelOutput {
   const outs = manifest.outputs;
-  const logits = res.outputs[outs.logits];
-  if (!logits || logits.length !== manifest.classes.length) {
-    throw new WardenError('MODEL_MANIFEST_INVALID',
-      `Output ${outs.logits} has ${logits ? logits.length : 0} values; the manifest lists ${manifest.classes.length} classes.`);
+  const rows = views.length + 1;
+  const row = (name: string, r: number): Float32Array => {
+    const res = results.length === 1 ? results[0] : results[r];
+    const all = res.outputs[name];
+    if (!all) throw new WardenError('MODEL_MANIFEST_INVALID', `The model did not return output ${name}.`);
+    if (results.length > 1 || rows === 1) return all;
+    const width = all.length / rows;
+    return all.subarray(r * width, (r + 1) * width);
+  };
+  const logits = row(outs.logits, 0);
+  if (logits.length !== manifest.classes.length) {
+    throw new WardenError('MODEL_MANIFEST_INVALID', `Output ${outs.logits} has ${logits.length} values; the manifest lists ${manifest.classes.length} classes.`);
   }
-  const features: Record<string, Float32Array> = {};
-  for (const name of outs.features) features[name] = res.outputs[name];
+  const features: Record<string, Float32Array> = { logits };
+  for (const name of outs.features) features[name] = row(name, 0);
+  views.forEach((v, i) => {
+    features[`${v}/logits`] = row(outs.logits, i + 1);
+    for (const name of outs.features) features[`${v}/${name}`] = row(name, i + 1);
+  });
   return { logits, features };
 }
 

@@ -1,6 +1,6 @@
 import type { Decision, DetectorScore, Reason, Verdict } from '../core/types';
 import { ERROR_CATALOGUE, isErrorCode, type ErrorCode } from '../core/errors';
-import type { ErrorClass, Policy } from './schema';
+import type { Combine, ErrorClass, Policy, SignalPolicy } from './schema';
 
 /**
  * decide: what happened to an instance (scanned with scores, out of scope, not an image, failed, refused as a part)
@@ -31,8 +31,9 @@ export function errorClassOf(code: string): ErrorClass {
 }
 
 /** Bonferroni: valid whatever the dependence between detectors. */
-export function combinePValues(pValues: number[]): number {
+export function combinePValues(pValues: number[], rule: Combine = 'bonferroni'): number {
   if (pValues.length === 0) return 1;
+  if (rule === 'twice-mean') return Math.min(1, (2 * pValues.reduce((a, b) => a + b, 0)) / pValues.length);
   return Math.min(1, Math.min(...pValues) * pValues.length);
 }
 
@@ -42,34 +43,62 @@ function byPixels(outcome: { byPixels?: boolean }): Reason[] {
 }
 
 /** Builds a Decision that cannot be changed afterwards (reasons included). */
-export function makeDecision(verdict: Verdict, reasons: Reason[], pValue?: number): Decision {
+export function makeDecision(verdict: Verdict, reasons: Reason[], extra: { pValue?: number; pValues?: Decision['pValues']; wouldBe?: Verdict } = {}): Decision {
   const frozen = Object.freeze(reasons.map((r) => Object.freeze({ ...r })));
-  return Object.freeze(pValue === undefined ? { verdict, reasons: frozen } : { verdict, reasons: frozen, pValue });
+  const d: { -readonly [K in keyof Decision]: Decision[K] } = { verdict, reasons: frozen };
+  if (extra.pValue !== undefined) d.pValue = extra.pValue;
+  if (extra.pValues !== undefined) d.pValues = Object.freeze({ ...extra.pValues });
+  if (extra.wouldBe !== undefined) d.wouldBe = extra.wouldBe;
+  return Object.freeze(d);
+}
+
+/** In observe mode a verdict other than forward is recorded as what would have happened, and the instance forwarded. */
+function carriedOut(verdict: Verdict, reasons: Reason[], policy: Policy, extra: { pValue?: number; pValues?: Decision['pValues'] } = {}): Decision {
+  if (policy.mode === 'observe' && verdict !== 'forward') return makeDecision('forward', reasons, { ...extra, wouldBe: verdict });
+  return makeDecision(verdict, reasons, extra);
+}
+
+/** One signal's combined p-value over the decideBy detectors that scored (undefined when none did). */
+function signalPValue(scores: Record<string, DetectorScore>, s: SignalPolicy): { p: number; detector: string } | undefined {
+  const used = s.decideBy.filter((name) => scores[name] !== undefined);
+  if (used.length === 0) return undefined;
+  return { p: combinePValues(used.map((name) => scores[name].pValue), s.combine), detector: used.join('+') };
 }
 
 export function decide(outcome: InstanceOutcome, policy: Policy): Decision {
   switch (outcome.kind) {
     case 'out_of_scope':
-      return makeDecision(outcome.action ?? 'forward', [{ signal: 'scope', code: 'out_of_scope' }]);
+      return carriedOut(outcome.action ?? 'forward', [{ signal: 'scope', code: 'out_of_scope' }], policy);
     case 'skipped':
       return makeDecision('forward', [{ signal: 'scope', code: 'not_an_image' }]);
     case 'unjudged':
       return makeDecision('forward', [{ signal: 'scope', code: 'no_detectors' }, ...byPixels(outcome)]);
     case 'rejected':
+      // not an instance the policy can judge (its bytes may not even be kept): refused in either mode
       return makeDecision('block', [{ signal: 'input', code: outcome.rejection, ...(outcome.detail ? { detail: outcome.detail } : {}) }]);
     case 'error':
-      return makeDecision(policy.onError[outcome.errorClass ?? errorClassOf(outcome.code)], [{ signal: 'error', code: outcome.code }]);
+      return carriedOut(policy.onError[outcome.errorClass ?? errorClassOf(outcome.code)], [{ signal: 'error', code: outcome.code }], policy);
     case 'scanned': {
       const scope = byPixels(outcome);
-      const used = policy.decideBy.filter((name) => outcome.scores[name] !== undefined);
-      if (used.length === 0) {
-        return makeDecision(policy.onError.model, [{ signal: 'error', code: 'no_decision_detector', detector: policy.decideBy.join('+') }, ...scope]);
+      const adv = signalPValue(outcome.scores, policy.adversarial);
+      if (!adv) {
+        return carriedOut(policy.onError.model, [{ signal: 'error', code: 'no_decision_detector', detector: policy.adversarial.decideBy.join('+') }, ...scope], policy);
       }
-      const p = combinePValues(used.map((name) => outcome.scores[name].pValue));
-      const detector = used.join('+');
-      if (p <= policy.blockFpr) return makeDecision('block', [{ signal: 'adversarial', code: 'detected', detector, pValue: p, threshold: policy.blockFpr }, ...scope], p);
-      if (p <= policy.flagFpr) return makeDecision('flag', [{ signal: 'adversarial', code: 'detected', detector, pValue: p, threshold: policy.flagFpr }, ...scope], p);
-      return makeDecision('forward', scope, p);
+      const dom = signalPValue(outcome.scores, policy.domain);
+      const reasons: Reason[] = [];
+      let verdict: Verdict = 'forward';
+      const a = policy.adversarial;
+      if (adv.p <= a.flagFpr) {
+        verdict = adv.p <= a.blockFpr ? 'block' : 'flag';
+        reasons.push({ signal: 'adversarial', code: 'detected', detector: adv.detector, pValue: adv.p, threshold: verdict === 'block' ? a.blockFpr : a.flagFpr });
+      }
+      if (dom && dom.p <= policy.domain.flagFpr) {
+        // the model's answer is unreliable here: worth a flag, never a block on its own
+        if (verdict === 'forward') verdict = 'flag';
+        reasons.push({ signal: 'domain', code: 'out_of_domain', detector: dom.detector, pValue: dom.p, threshold: policy.domain.flagFpr });
+      }
+      const pValues = { adversarial: adv.p, ...(dom ? { domain: dom.p } : {}) };
+      return carriedOut(verdict, [...reasons, ...scope], policy, { pValue: adv.p, pValues });
     }
   }
 }

@@ -16,8 +16,14 @@ export function applyStudyRule(verdicts: Verdict[], rule: Policy['studyRule']): 
  */
 export function decideStudy(decisions: readonly Decision[], rule: Policy['studyRule']): Decision[] {
   const ruled = applyStudyRule(decisions.map((d) => d.verdict), rule);
-  return decisions.map((d, i) => (ruled[i] === d.verdict ? d
-    : makeDecision(ruled[i], [...d.reasons, { signal: 'study', code: 'study_rule' }], d.pValue)));
+  // in observe mode the rule applies to what would have happened
+  const would = applyStudyRule(decisions.map((d) => d.wouldBe ?? d.verdict), rule);
+  return decisions.map((d, i) => {
+    const wouldChange = (d.wouldBe ?? d.verdict) !== would[i];
+    if (ruled[i] === d.verdict && !wouldChange) return d;
+    const extra = { pValue: d.pValue, pValues: d.pValues, ...(d.wouldBe !== undefined || wouldChange ? { wouldBe: would[i] } : {}) };
+    return makeDecision(ruled[i], [...d.reasons, { signal: 'study', code: 'study_rule' }], extra);
+  });
 }
 
 export function worstVerdict(verdicts: Verdict[]): Verdict {

@@ -7,7 +7,7 @@ import type { Decision } from '../core/types';
  * failure. docs/metrics.md ("STOW-RS failure reasons") lists the same table for operators.
  */
 export const FAILURE_REASONS = {
-  /** Detector p-value at or below policy.blockFpr. */
+  /** The adversarial signal's p-value at or below policy.adversarial.blockFpr. */
   blocked_by_detector: { code: 0xc0a1, text: 'blocked: the instance looks adversarial' },
   /** Scanning failed (decode, model, timeout) and policy.onError says block. */
   blocked_by_error_policy: { code: 0xc0a2, text: 'blocked: the instance could not be scanned and the error policy is to block' },

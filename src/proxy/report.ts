@@ -14,17 +14,18 @@ export function reportDecisions(ctx: AppContext, route: Route, log: pino.Logger,
   for (const p of parts) {
     const skip = p.record?.status === 'skipped' ? (p.record.skipReason === 'out_of_scope' ? 'out_of_scope' : 'not_an_image') : undefined;
     publish('instanceDecided', { scope: ctx.scope, route, decision: p.decision, ...(skip ? { unscanned: skip } : {}), spooled: p.stored.spooled });
-    const { verdict } = p.decision;
+    const { verdict, wouldBe } = p.decision;
     const entry = {
-      event: `${route === 'wado' ? 'wado_' : ''}instance${verdict === 'forward' ? '' : verdict === 'flag' ? '_flagged' : route === 'wado' ? '_withheld' : '_blocked'}`,
+      event: `${route === 'wado' ? 'wado_' : ''}instance${verdict === 'forward' ? (wouldBe ? `_would_${wouldBe}` : '') : verdict === 'flag' ? '_flagged' : route === 'wado' ? '_withheld' : '_blocked'}`,
       partIndex: p.index,
       sopHash: p.record?.sopInstanceUidHash ?? (p.header?.sopInstanceUid ? hashUid(p.header.sopInstanceUid) : undefined),
       studyHash: p.header?.studyInstanceUid ? hashUid(p.header.studyInstanceUid) : undefined,
-      verdict, reasons: p.decision.reasons, status: p.record?.status, errorCode: p.record?.error?.code,
+      verdict, ...(wouldBe ? { wouldBe } : {}), reasons: p.decision.reasons, status: p.record?.status, errorCode: p.record?.error?.code,
       pValues: p.record?.scores ? Object.fromEntries(Object.entries(p.record.scores).map(([k, v]) => [k, v.pValue])) : undefined,
       timings: p.record?.timings, bytes: p.stored.size, ...(stored ? { storedUpstream: stored(p) } : {}),
     };
-    if (verdict === 'forward') log.info(entry, route === 'wado' ? 'retrieved instance returned' : 'instance forwarded');
+    if (verdict === 'forward' && !wouldBe) log.info(entry, route === 'wado' ? 'retrieved instance returned' : 'instance forwarded');
+    else if (verdict === 'forward') log.warn(entry, `observe mode: would have been ${wouldBe === 'block' ? 'blocked' : 'flagged'}; forwarded`);
     else log.warn(entry, verdict === 'flag' ? `${route === 'wado' ? 'retrieved instance flagged and returned' : 'instance flagged and forwarded'}` : route === 'wado' ? 'retrieved instance withheld' : 'instance blocked');
   }
   for (const group of studies) publish('studyDecided', { scope: ctx.scope, route, verdict: worstVerdict(group.map((p) => p.decision.verdict)) });

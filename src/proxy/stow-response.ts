@@ -34,6 +34,10 @@ export function partResults(parts: JudgedPart[], outcomes: ReadonlyMap<number, U
 export function readable(r: { part: JudgedPart; stored: boolean }): string {
   const { decision } = r.part;
   const reasons = formatReasons(decision.reasons);
+  if (decision.wouldBe) {
+    const would = `observe mode: would have been ${decision.wouldBe === 'block' ? 'blocked' : 'flagged'} (${reasons.join('; ')})`;
+    return r.stored ? `stored; ${would}` : `${FAILURE_REASONS.upstream_failed.text}; ${would}`;
+  }
   if (decision.verdict === 'flag' && r.stored) return `flagged (forwarded): ${reasons.join('; ')}`;
   const cause = failureCauseOf(decision) ?? (r.stored ? undefined : 'upstream_failed');
   if (!cause) return 'stored';
@@ -65,6 +69,7 @@ export function stowBody(results: PartResult[], publicBase: string, note?: strin
       [TAG.WardenVerdict]: { vr: 'CS', Value: [r.part.decision.verdict.toUpperCase()] },
       [TAG.WardenReason]: { vr: 'LT', Value: [note && !r.stored ? `${note} ${text}`.trim() : text] },
       [TAG.WardenPartNumber]: { vr: 'UL', Value: [r.part.index + 1] },
+      ...(r.part.decision.wouldBe ? { [TAG.WardenWouldBe]: { vr: 'CS', Value: [r.part.decision.wouldBe.toUpperCase()] } } : {}),
     };
     if (r.stored && id?.studyInstanceUid && id.seriesInstanceUid && id.sopInstanceUid) {
       item[TAG.RetrieveURL] = { vr: 'UR', Value: [`${publicBase}/studies/${enc(id.studyInstanceUid)}/series/${enc(id.seriesInstanceUid)}/instances/${enc(id.sopInstanceUid)}`] };

@@ -73,7 +73,7 @@ export async function handleStow(ctx: AppContext, req: Request, res: Response, s
     reportDecisions(ctx, 'stow', log, judged.parts, judged.studies, (p) => storedIndex.has(p.index));
     const status = stowStatus(results, ctx.config.stow.warningsAs202);
     answered(status, { bodyBytes: judged.bodyBytes, stages });
-    const warnings = warningHeaders(results, (r) => r.part.decision.verdict !== 'forward' || !r.stored, readable);
+    const warnings = warningHeaders(results, (r) => r.part.decision.verdict !== 'forward' || r.part.decision.wouldBe !== undefined || !r.stored, readable);
     if (warnings.length) res.setHeader('Warning', warnings);
     res.setHeader('Server-Timing', timing());
     res.status(status).setHeader('Content-Type', 'application/dicom+json');

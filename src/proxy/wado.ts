@@ -111,8 +111,8 @@ export async function handleWadoScan(ctx: AppContext, req: Request, res: Respons
     const flagHeader = ctx.config.upstream.flagHeader;
     const counts = { 'X-Warden-Instances': String(judged.parts.length), 'X-Warden-Withheld': String(withheld), ...(flagged && flagHeader ? { [flagHeader]: `count=${flagged}` } : {}) };
     const results = partResults(judged.parts, new Map(kept.map((p) => [p.index, { stored: true as const }])));
-    const warnings = warningHeaders(results, (r) => r.part.decision.verdict !== 'forward',
-      (r) => (r.part.decision.verdict === 'flag' ? readable(r) : `withheld: ${readable(r)}`),
+    const warnings = warningHeaders(results, (r) => r.part.decision.verdict !== 'forward' || r.part.decision.wouldBe !== undefined,
+      (r) => (r.part.decision.verdict === 'block' ? `withheld: ${readable(r)}` : readable(r)),
       withheld > 0 ? `${withheld} of ${judged.parts.length} instances withheld by policy` : undefined);
 
     if (judged.parts.length > 0 && kept.length === 0) {

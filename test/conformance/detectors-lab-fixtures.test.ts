@@ -51,9 +51,9 @@ describe('detectors on the committed lab fixtures', () => {
   it('lets the default policy block: the deciding detectors resolve p-values below blockFpr for every predicted class', () => {
     const detectors = pipeline.bundle!.detectors!;
     const floors = Object.fromEntries(pipeline.manifest.classes.map((label, c) => [label, Object.fromEntries(Object.entries(detectors).map(([id, d]) => [id, d.pValueFloor(c)]))]));
-    for (const label of pipeline.manifest.classes) for (const id of DEFAULT_POLICY.decideBy) expect(floors[label][id]).toBeLessThanOrEqual(DEFAULT_POLICY.blockFpr);
+    for (const label of pipeline.manifest.classes) for (const id of DEFAULT_POLICY.adversarial.decideBy) expect(floors[label][id]).toBeLessThanOrEqual(DEFAULT_POLICY.adversarial.blockFpr);
     expect(unreachableThresholds(DEFAULT_POLICY, floors)).toEqual([]);
     // and a stricter block rate than the calibration set resolves is reported
-    expect(unreachableThresholds({ ...DEFAULT_POLICY, blockFpr: floors.normal.uad / 2 }, floors)).toHaveLength(1);
+    expect(unreachableThresholds({ ...DEFAULT_POLICY, adversarial: { ...DEFAULT_POLICY.adversarial, blockFpr: floors.normal.uad / 2 } }, floors)).toHaveLength(1);
   });
 });

@@ -110,7 +110,7 @@ describe('docs/byo-model.md: the five-command journey, as written', () => {
     const bundle = readBundleFile(path.join(dir, 'vendor.bundle'));
     expect(bundle.header.model.sha256).toBe(sha(path.join(dir, 'vendor.warden.onnx')));
     // 22 calibration instances cannot reach the default policy's thresholds, and fit says so
-    expect(res.stderr).toMatch(/^warning: policy\.blockFpr 0\.005 is below/m);
+    expect(res.stderr).toMatch(/^warning: policy\.adversarial\.blockFpr 0\.005 is below/m);
   });
 
   test('4. scan reads the exposed model and the bundle and scans every incoming instance', () => {

@@ -27,8 +27,8 @@ describe('the gateway with the embedded model and bundle', () => {
     if (!present.ok) throw new Error(`missing committed artefacts: ${present.missing.join(', ')}`);
     rows = readLabManifest();
     orthanc = await startOrthanc();
-    // flagFpr 0.5 makes the flag path visible on clean data; blocking stays at the default 0.005.
-    const config = validateConfig({ upstream: { url: orthanc.dicomWeb }, server: { port: 0, host: '127.0.0.1' }, policy: { flagFpr: 0.5 } });
+    // adversarial.flagFpr 0.5 makes the flag path visible on clean data; blocking stays at the default 0.005.
+    const config = validateConfig({ upstream: { url: orthanc.dicomWeb }, server: { port: 0, host: '127.0.0.1' }, policy: { adversarial: { flagFpr: 0.5 } } });
     warden = await startServer(config, { logger: createLogger('silent') });
   });
   afterAll(async () => {

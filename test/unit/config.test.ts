@@ -30,6 +30,15 @@ describe('configuration', () => {
     expect(Object.keys(parse(text))).toEqual(expect.arrayContaining(['server', 'upstream', 'model', 'policy', 'limits', 'auth', 'stow', 'wado', 'logging']));
   });
 
+  it('the example file shows every key the configuration has', () => {
+    const keysOf = (o: unknown, prefix = ''): string[] => (o && typeof o === 'object' && !Array.isArray(o)
+      ? Object.entries(o as Record<string, unknown>).flatMap(([k, v]) => [`${prefix}${k}`, ...keysOf(v, `${prefix}${k}.`)])
+      : []);
+    const example = new Set(keysOf(parse(fs.readFileSync(EXAMPLE, 'utf8'))));
+    const all = keysOf(validateConfig({ upstream: { url: 'http://127.0.0.1:8042/dicom-web' } }));
+    expect(all.filter((k) => !example.has(k))).toEqual([]);
+  });
+
   it('defaults everything but the upstream URL', () => {
     const cfg = validateConfig({ upstream: { url: 'http://127.0.0.1:8042/dicom-web' } });
     expect(cfg.server.port).toBe(8080);
@@ -41,10 +50,11 @@ describe('configuration', () => {
   it('names the bad key and says what was expected', () => {
     expect(messageOf(() => validateConfig({ upstream: { url: 'ftp://x' } }))).toMatch(/upstream\.url: expected an http\(s\) URL/);
     expect(messageOf(() => validateConfig({ upstream: { url: 'http://x' }, server: { prot: 1 } }))).toMatch(/server\.prot: unknown key/);
-    expect(messageOf(() => validateConfig({ upstream: { url: 'http://x' }, policy: { flagFpr: 2 } }))).toMatch(/policy\.flagFpr/);
+    expect(messageOf(() => validateConfig({ upstream: { url: 'http://x' }, policy: { adversarial: { flagFpr: 2 } } }))).toMatch(/policy\.adversarial\.flagFpr/);
+    expect(messageOf(() => validateConfig({ upstream: { url: 'http://x' }, policy: { decideBy: ['uad'] } }))).toMatch(/policy\.decideBy: moved to policy\.adversarial\.decideBy/);
     expect(messageOf(() => validateConfig({ upstream: { url: 'http://x' }, policy: { onError: { decode: 'drop' } } }))).toMatch(/policy\.onError\.decode.*"forward"\|"flag"\|"block"|policy\.onError\.decode/);
     expect(messageOf(() => validateConfig({ upstream: { url: 'http://x' }, server: { basePath: 'dicom-web/' } }))).toMatch(/server\.basePath: expected a path/);
-    expect(messageOf(() => validateConfig({ upstream: { url: 'http://x' }, policy: { flagFpr: 0.01, blockFpr: 0.05 } }))).toMatch(/blockFpr/);
+    expect(messageOf(() => validateConfig({ upstream: { url: 'http://x' }, policy: { adversarial: { flagFpr: 0.01, blockFpr: 0.05 } } }))).toMatch(/policy\.adversarial\.blockFpr: must not exceed/);
   });
 
   it('applies WARDEN_* overrides over the file and rejects bad ones by name', () => {

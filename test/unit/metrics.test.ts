@@ -24,7 +24,7 @@ describe('metrics', () => {
   });
 
   it('has only label names that cannot carry a UID or a patient attribute', () => {
-    const allowed = new Set(['verdict', 'reason', 'stage', 'detector', 'method', 'status', 'route', 'code', 'model_sha256', 'provider', 'bundle_sha256', 'detectors', 'version', 'warning']);
+    const allowed = new Set(['verdict', 'reason', 'stage', 'detector', 'method', 'status', 'route', 'code', 'model_sha256', 'provider', 'bundle_sha256', 'detectors', 'version', 'warning', 'signal']);
     for (const metric of own) {
       for (const label of ((metric as unknown as { labelNames: string[] }).labelNames ?? [])) {
         expect(label).toMatch(/^[a-zA-Z_][a-zA-Z0-9_]*$/);

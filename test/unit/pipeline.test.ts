@@ -66,7 +66,7 @@ describe('ScanPipeline', () => {
     expect(rec.prediction!.label).toBe(p.manifest.classes[rec.prediction!.index]);
     expect(rec.prediction!.probability).toBeGreaterThanOrEqual(0.5);
     expect(rec.prediction!.probability).toBeLessThanOrEqual(1);
-    expect(rec.featureDims).toEqual({ stage1_mean: 8, penultimate: 16 });
+    expect(rec.featureDims).toEqual({ logits: 2, stage1_mean: 8, penultimate: 16 }); // detectors read the logits too
     expect(rec.scores).toEqual({ uad: { score: 0.999, pValue: 0.001 } });
     expect(rec.verdict).toBe('block');
     expect(formatReason(rec.reasons![0])).toMatch(/^uad:p=/);
