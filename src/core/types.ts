@@ -103,6 +103,8 @@ export interface Decision {
 export interface DetectorScore {
   score: number;
   pValue: number;
+  /** The question the detector answers (absent from hand-made scores in tests). */
+  signal?: Signal;
 }
 
 /** The per-instance record `warden scan --json` prints and the proxy logs. */

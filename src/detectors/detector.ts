@@ -9,6 +9,7 @@
  */
 
 import { WardenError } from '../core/errors';
+import type { Signal } from '../core/types';
 import type { LayerMatrix } from './linalg';
 
 export type { LayerMatrix } from './linalg';
@@ -43,6 +44,11 @@ export interface Detector {
   readonly name: string;
   /** Version of the detector's state layout; a bundle with another version refuses to load. */
   readonly version: number;
+  /**
+   * Which question the detector answers: `adversarial` (evidence of structure that flips the model's decision; may
+   * block) or `domain` (the image is unlike the clean training data; only ever flags). See src/policy.
+   */
+  readonly signal: Signal;
   readonly params: Readonly<Record<string, unknown>>;
   /** Feature layers the detector reads (known after fit for detectors that take "all"). */
   readonly requiredLayers: string[];
@@ -126,6 +132,7 @@ export class ConformalCalibrator {
 export abstract class BaseDetector implements Detector {
   abstract readonly name: string;
   abstract readonly version: number;
+  abstract readonly signal: Signal;
   readonly params: Readonly<Record<string, unknown>>;
   protected layerDims: Record<string, number> = {};
   protected isFitted = false;
@@ -314,9 +321,17 @@ export function scoreTable(d: Detector, t: FeatureTable): Float64Array {
   return out;
 }
 
-/** fit → (detector's own share of calibration) → calibrate on the rest: the one way every detector is fitted. */
+/** fit → calibrate: the one way every detector is fitted. */
 export function fitAndCalibrate(d: Detector, train: FeatureTable, calibration: FeatureTable): void {
   d.fit(train);
+  recalibrate(d, calibration);
+}
+
+/**
+ * (The detector's own share of the clean calibration data, e.g. UAD's per-layer p-values) → conformal calibration on
+ * the rest. Also how a fitted detector is recalibrated on a site's own clean studies (`warden calibrate`).
+ */
+export function recalibrate(d: Detector, calibration: FeatureTable): void {
   const rest = d.splitCalibration ? d.splitCalibration(calibration) : calibration;
   d.calibrate(scoreTable(d, rest), rest.predicted);
 }

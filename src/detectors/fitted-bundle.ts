@@ -51,7 +51,7 @@ export class FittedBundle implements DetectorBundle {
     const out: Record<string, DetectorScore> = {};
     for (const [id, d] of Object.entries(this.detectors)) {
       const score = d.score(features, predictedClass);
-      out[id] = { score, pValue: d.pValue(score, predictedClass) };
+      out[id] = { score, pValue: d.pValue(score, predictedClass), signal: d.signal };
     }
     return out;
   }

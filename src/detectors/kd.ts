@@ -42,6 +42,8 @@ export const KD_DEFAULTS: KdParams = {
 export class KdDetector extends BaseDetector {
   readonly name = 'kd';
   readonly version = 1;
+  /** Distance from the clean training data: the model's answer is unreliable far from it; not evidence of manipulation. */
+  readonly signal = 'domain';
   private layer: string;
   private h = 0;
   private dim = 0;

@@ -30,6 +30,8 @@ export const LID_MIN_DISTANCE = 1e-12;
 export class LidDetector extends BaseDetector {
   readonly name = 'lid';
   readonly version = 1;
+  /** Distance from the clean training data: the model's answer is unreliable far from it; not evidence of manipulation. */
+  readonly signal = 'domain';
   private banks: Float32Array[] = [];
   private bankIndex: Int32Array = new Int32Array(0);
   private g?: TiedGaussian;

@@ -21,6 +21,8 @@ export const MGM_DEFAULTS: MgmParams = { layer: 'penultimate', calibrateBy: 'cla
 export class MgmDetector extends BaseDetector {
   readonly name = 'mgm';
   readonly version = 1;
+  /** Distance from the clean training data: the model's answer is unreliable far from it; not evidence of manipulation. */
+  readonly signal = 'domain';
   private g?: TiedGaussian;
   private scratch = new Float64Array(0);
 

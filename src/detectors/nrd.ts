@@ -29,6 +29,8 @@ export const NRD_DEFAULTS: NrdParams = { layer: 'residual_stats', transform: 'no
 export class NrdDetector extends BaseDetector {
   readonly name = 'nrd';
   readonly version = 1;
+  /** Distance from the clean training data: the model's answer is unreliable far from it; not evidence of manipulation. */
+  readonly signal = 'domain';
   private g?: TiedGaussian;
   private scratch = new Float64Array(0);
   private x = new Float64Array(0);

@@ -60,6 +60,8 @@ export const UAD_MIN_P = 1e-300;
 export class UadDetector extends BaseDetector {
   readonly name: string = 'uad';
   readonly version = 1;
+  /** Distance from the clean training data: the model's answer is unreliable far from it; not evidence of manipulation. */
+  readonly signal = 'domain';
   private gs: TiedGaussian[] = [];
   private layerCal: ConformalCalibrator[] = [];
   /** Per layer: mean and sd of log layer scores on half A (for layerP = 'lognormal'). */
