@@ -5,7 +5,7 @@
 'use strict';
 const tsParser = require('@typescript-eslint/parser');
 
-const FOLDERS = ['core', 'config', 'dicom', 'models', 'detectors', 'policy', 'pipeline', 'proxy', 'metrics', 'eval', 'audit', 'quarantine', 'review', 'cli'];
+const FOLDERS = ['core', 'config', 'dicom', 'models', 'detectors', 'policy', 'pipeline', 'proxy', 'metrics', 'eval', 'audit', 'quarantine', 'review', 'alerts', 'cli'];
 
 /** What each folder may import from other folders of src/ (core is always allowed). */
 const ALLOWED = {
@@ -17,12 +17,13 @@ const ALLOWED = {
   policy: [],
   metrics: ['policy'],
   pipeline: ['config', 'dicom', 'models', 'detectors', 'policy'],
-  proxy: ['config', 'dicom', 'policy', 'pipeline', 'metrics', 'audit', 'quarantine', 'review'],
+  proxy: ['config', 'dicom', 'policy', 'pipeline', 'metrics', 'audit', 'quarantine', 'review', 'alerts'],
   eval: ['detectors', 'policy'],
   // the production trail: a side channel the proxy feeds; the review page reads it and renders thumbnails
   audit: [],
   quarantine: ['audit'],
   review: ['audit', 'quarantine', 'dicom', 'models', 'detectors'],
+  alerts: ['policy'],
   cli: ['config', 'dicom', 'models', 'detectors', 'policy', 'pipeline', 'proxy', 'eval', 'audit', 'quarantine'],
 };
 

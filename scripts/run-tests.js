@@ -26,5 +26,9 @@ try {
   failed += 1;
 }
 failed += suitesFailed;
+// the temporary homes test/setup-env.js gave each test process (their audit databases, quarantines, keys)
+for (const name of fs.readdirSync(os.tmpdir())) {
+  if (name.startsWith('warden-test-home-')) fs.rmSync(path.join(os.tmpdir(), name), { recursive: true, force: true });
+}
 console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
 process.exit(res.status === 0 && failed === 0 ? 0 : 1);

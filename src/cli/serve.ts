@@ -19,7 +19,11 @@ export function register(program: Command): void {
       if (opts.model !== undefined) env.WARDEN_MODEL_PATH = opts.model;
       if (opts.bundle !== undefined) env.WARDEN_BUNDLE_PATH = opts.bundle;
       const config = loadConfig(opts.config, env);
-      const running = await startServer(config);
+      const running = await startServer(config, { reloadConfig: () => loadConfig(opts.config, env) });
+      // SIGHUP: reload the bundle and policy without dropping requests (the old ones stay when the new ones are refused)
+      process.on('SIGHUP', () => {
+        running.reload().catch(() => { /* logged as reload_refused; the runtime in use stays */ });
+      });
       const stop = (signal: string): void => {
         running.deps.logger.info({ event: 'signal', signal }, `received ${signal}`);
         running.close().then(() => process.exit(0), () => process.exit(1));

@@ -23,8 +23,13 @@ export const ServerSchema = z.strictObject({
   requestTimeoutMs: positiveInt.default(3_600_000),
   /** Longest time the request headers may take to arrive. */
   headersTimeoutMs: positiveInt.default(60_000),
-  /** Where Warden keeps its own state (the UID-hash key when none is configured). */
+  /** Where Warden keeps its own state (the UID-hash key, the default audit database and quarantine). */
   stateDir: z.string().min(1).nullable().default(null),
+  /** TLS termination in Warden itself (for sites without an ingress): PEM certificate and key files. */
+  tls: z.strictObject({
+    cert: z.string().min(1).nullable().default(null),
+    key: z.string().min(1).nullable().default(null),
+  }).refine((t) => (t.cert === null) === (t.key === null), { message: 'give both cert and key, or neither' }).default({ cert: null, key: null }),
 });
 
 export const UpstreamSchema = z.strictObject({
@@ -74,9 +79,62 @@ export const SecuritySchema = z.strictObject({
   uidHashKeyFile: z.string().min(1).nullable().default(null),
 });
 
+const token = z.string().min(16, 'expected a token of at least 16 characters');
+
+/** Who may do what: senders (DICOMweb), reviewers (/ui), admins (reload, configuration), metrics scrapers. */
+export const ROLES = ['sender', 'reviewer', 'admin', 'metrics'] as const;
+export type Role = (typeof ROLES)[number];
+
+export const TokenSchema = z.strictObject({
+  /** Who holds it: recorded in the audit trail and events (the token itself never is). */
+  name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'expected a short name (letters, digits, . _ -)'),
+  roles: z.array(z.enum(ROLES)).min(1),
+  /** The token itself, or where to read it: a file (e.g. a mounted Secret) or an environment variable. Exactly one. */
+  token: token.nullable().default(null),
+  tokenFile: z.string().min(1).nullable().default(null),
+  tokenEnv: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'expected an environment variable name').nullable().default(null),
+}).refine((t) => [t.token, t.tokenFile, t.tokenEnv].filter((x) => x !== null).length === 1, { message: 'give exactly one of token, tokenFile, tokenEnv' });
+
 export const AuthSchema = z.strictObject({
-  dicomwebToken: z.string().min(16, 'expected a token of at least 16 characters').nullable().default(null),
-  metricsToken: z.string().min(16, 'expected a token of at least 16 characters').nullable().default(null),
+  /** Shorthand for one token named "sender" with the sender role. */
+  dicomwebToken: token.nullable().default(null),
+  /** Shorthand for one token named "metrics" with the metrics role. */
+  metricsToken: token.nullable().default(null),
+  tokens: z.array(TokenSchema).default([]),
+});
+
+export const AuditSchema = z.strictObject({
+  /** A SQLite file (one replica) or a postgres:// URL (several replicas). null = <server.stateDir>/audit.sqlite. */
+  url: z.string().min(1).nullable().default(null),
+  /** Records older than this are pruned (never while their quarantined bytes are kept). */
+  retentionDays: positiveInt.default(365),
+});
+
+export const QuarantineSchema = z.strictObject({
+  /** Where blocked instances' original bytes are kept (a PVC in Kubernetes). null = <server.stateDir>/quarantine. */
+  dir: z.string().min(1).nullable().default(null),
+  /** Bytes of a discarded (or released) instance are deleted this long after the action; the record stays. */
+  discardGraceMs: positiveInt.default(7 * 86_400_000),
+  /** How often the sweeper deletes bytes past their grace period. */
+  sweepIntervalMs: positiveInt.default(3_600_000),
+});
+
+export const AlertsSchema = z.strictObject({
+  /** One JSON line per security event (flag, block, release, discard, auth failure) on stdout, for SIEMs (docs/events.md). */
+  events: z.boolean().default(true),
+  webhook: z.strictObject({
+    /** Where security events are POSTed as JSON (null = off). */
+    url: httpUrl.nullable().default(null),
+    /** HMAC-SHA-256 key for the X-Warden-Signature header (or a file holding it). */
+    secret: z.string().min(16, 'expected a secret of at least 16 characters').nullable().default(null),
+    secretFile: z.string().min(1).nullable().default(null),
+    /** Which events go to the webhook. */
+    events: z.array(z.enum(['flag', 'block', 'would_block', 'release', 'discard', 'auth_failure'])).default(['block', 'would_block', 'release', 'discard', 'auth_failure']),
+    /** Attempts after the first, with exponential backoff from backoffMs; then a dead-letter record in the audit store. */
+    retries: z.number().int().min(0).max(20).default(5),
+    backoffMs: positiveInt.default(1000),
+    timeoutMs: positiveInt.default(5000),
+  }).default({ url: null, secret: null, secretFile: null, events: ['block', 'would_block', 'release', 'discard', 'auth_failure'], retries: 5, backoffMs: 1000, timeoutMs: 5000 }),
 });
 
 export const WadoSchema = z.strictObject({
@@ -100,6 +158,9 @@ export const ConfigSchema = z.strictObject({
   policy: PolicySchema.default(PolicySchema.parse({})),
   limits: LimitsSchema.default(LimitsSchema.parse({})),
   auth: AuthSchema.default(AuthSchema.parse({})),
+  audit: AuditSchema.default(AuditSchema.parse({})),
+  quarantine: QuarantineSchema.default(QuarantineSchema.parse({})),
+  alerts: AlertsSchema.default(AlertsSchema.parse({})),
   security: SecuritySchema.default(SecuritySchema.parse({})),
   stow: StowSchema.default(StowSchema.parse({})),
   wado: WadoSchema.default(WadoSchema.parse({})),

@@ -30,9 +30,11 @@ export const ERROR_CATALOGUE = {
   MODEL_SURGERY_CHANGED_OUTPUTS: { kind: 'model', status: 500, summary: 'Adding feature outputs changed an original output of the model, so the exposed model was not written.' },
   // configuration and usage
   CONFIG_INVALID: { kind: 'config', status: 500, summary: 'The configuration is invalid.' },
+  RELOAD_REFUSED: { kind: 'config', status: 409, summary: 'A hot reload was refused; the bundle and policy in use stay.' },
   USAGE: { kind: 'config', status: 400, summary: 'The command or request was called with invalid arguments.' },
   // gateway: the HTTP request
   UNAUTHORIZED: { kind: 'client', status: 401, summary: 'The request carries no valid credentials for this route.' },
+  FORBIDDEN: { kind: 'client', status: 403, summary: 'The credentials are valid but do not carry the role this route needs.' },
   NOT_FOUND: { kind: 'client', status: 404, summary: 'No route matches the request path.' },
   METHOD_NOT_ALLOWED: { kind: 'client', status: 405, summary: 'The route does not support the request method.' },
   PATH_REFUSED: { kind: 'client', status: 400, summary: 'The request path is not a canonical DICOMweb path (dot segments or encoded separators).' },
@@ -52,7 +54,7 @@ export const ERROR_CATALOGUE = {
   AUDIT_RECORD_NOT_FOUND: { kind: 'client', status: 404, summary: 'No audit record has this id.' },
   AUDIT_STORE_FAILED: { kind: 'internal', status: 500, summary: 'The audit store could not be opened, migrated or written.' },
   QUARANTINE_CONFLICT: { kind: 'client', status: 409, summary: 'The quarantined instance is not in a state that allows this action.' },
-  QUARANTINE_BYTES_MISSING: { kind: 'internal', status: 500, summary: 'The quarantined bytes are missing or do not match their sha256.' },
+  QUARANTINE_BYTES_MISSING: { kind: 'internal', status: 410, summary: 'The quarantined bytes are missing or do not match their sha256.' },
   QUARANTINE_WRITE_FAILED: { kind: 'internal', status: 500, summary: 'The quarantine could not write the bytes durably.' },
   REVIEW_ORIGIN_REJECTED: { kind: 'client', status: 403, summary: 'A review action came from another origin (cross-site request refused).' },
   INTERNAL: { kind: 'internal', status: 500, summary: 'An unexpected internal error.' },

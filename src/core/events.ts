@@ -41,6 +41,16 @@ export interface InstanceDecidedEvent {
   unscanned?: 'out_of_scope' | 'not_an_image';
   /** The part was spooled to disk while it was received. */
   spooled: boolean;
+  requestId?: string;
+  /** The sender's token name (never the token). */
+  client?: string;
+  /** HMAC hashes of the instance's UIDs (never the UIDs). */
+  studyHash?: string;
+  sopHash?: string;
+  /** The audit record of the decision, when the trail is on. */
+  recordId?: string;
+  /** The original bytes were kept in quarantine. */
+  quarantined?: boolean;
 }
 
 /** src/proxy: the worst verdict of one study of a request. */
@@ -72,6 +82,28 @@ export interface UpstreamAnsweredEvent {
   seconds: number;
 }
 
+/** src/proxy: a request refused for its credentials (401 none / invalid, 403 wrong role). Never the token. */
+export interface AuthFailedEvent {
+  scope: EventScope;
+  route: string;
+  status: 401 | 403;
+  /** The token holder's name when the token was valid but lacked the role. */
+  client?: string;
+}
+
+/** src/review (or the admin API): a person acted on a quarantined instance. */
+export interface ReviewActionEvent {
+  scope: EventScope;
+  action: 'release' | 'discard';
+  /** Audit record id (not an identifier of the patient or study). */
+  recordId: string;
+  studyHash?: string;
+  sopHash?: string;
+  actor: string;
+  outcome: string;
+  upstreamStatus?: number | null;
+}
+
 /** Any stage: an error worth counting that no other event carries (e.g. an upstream error relayed). */
 export interface ErrorEvent {
   scope: EventScope;
@@ -85,6 +117,8 @@ export const channels = {
   requestAnswered: dc.channel('warden:request:answered'),
   upstreamAnswered: dc.channel('warden:upstream:answered'),
   error: dc.channel('warden:error'),
+  authFailed: dc.channel('warden:auth:failed'),
+  reviewAction: dc.channel('warden:review:action'),
 } as const;
 
 export interface EventMap {
@@ -94,6 +128,8 @@ export interface EventMap {
   requestAnswered: RequestAnsweredEvent;
   upstreamAnswered: UpstreamAnsweredEvent;
   error: ErrorEvent;
+  authFailed: AuthFailedEvent;
+  reviewAction: ReviewActionEvent;
 }
 
 /** Publishes only when someone listens (building the message is skipped otherwise). */

@@ -1,9 +1,11 @@
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import helmet from 'helmet';
-import { WardenError } from '../core/errors';
+import { WardenError, isWardenError } from '../core/errors';
 import { publish } from '../core/events';
+import { createReviewRouter } from '../review';
 import type { WardenConfig } from '../config';
-import { bearerAuth } from './auth';
+import { principalOf, requireRole } from './auth';
+import { forwardInstance } from './forward';
 import type { AppContext, AppDeps } from './context';
 import { sendError } from './http-errors';
 import { handlePassThrough } from './passthrough';
@@ -26,7 +28,6 @@ export function buildApp(config: WardenConfig, deps: AppDeps): WardenApp {
   const ctx: AppContext = {
     ...deps,
     config,
-    policy: deps.scanner.policy,
     scans: new Semaphore(config.limits.maxConcurrentScans, config.limits.scanMemoryBytes),
     budget: new MemoryBudget(config.limits.memoryBudgetBytes),
     activeStow: 0,
@@ -54,21 +55,48 @@ export function buildApp(config: WardenConfig, deps: AppDeps): WardenApp {
   let readyCache: { at: number; upstream: boolean } | null = null;
   app.get('/readyz', async (_req, res) => {
     if (!readyCache || Date.now() - readyCache.at > 2000) readyCache = { at: Date.now(), upstream: await deps.upstream.ping() };
-    const model = Boolean(deps.scanner.modelSha256);
+    const model = Boolean(deps.runtimes.current.scanner.modelSha256);
     const ready = model && readyCache.upstream && !ctx.shuttingDown;
     res.status(ready ? 200 : 503).json({
       status: ready ? 'ready' : 'not ready', model, upstream: readyCache.upstream, shuttingDown: ctx.shuttingDown,
       ...(deps.securityWarnings.length ? { warnings: deps.securityWarnings } : {}),
     });
   });
-  app.get('/metrics', track('metrics'), bearerAuth(config.auth.metricsToken, 'metrics'), async (_req, res) => {
+  const role = (r: Parameters<typeof requireRole>[1], route: string, basic = false) => requireRole(deps.credentials, r, { scope: deps.scope, route, basic });
+  app.get('/metrics', track('metrics'), role('metrics', 'metrics'), async (_req, res) => {
     const page = await deps.metricsPage();
     res.set('Content-Type', page.contentType).send(page.text);
   });
 
+  if (deps.trail) {
+    const trail = deps.trail;
+    app.use('/ui', track('ui'), role('reviewer', 'ui', true), createReviewRouter({
+      audit: trail.audit,
+      quarantine: trail.quarantine,
+      forward: (bytes) => forwardInstance(ctx, bytes),
+      actor: (req) => principalOf(req.res!).name,
+      calibration: (detector) => deps.runtimes.current.calibration?.(detector) ?? null,
+      onError: (err) => deps.logger.error({ event: 'review_failed', message: (err as Error).message }, 'review page error'),
+      onAction: (a) => {
+        publish('reviewAction', { scope: deps.scope, action: a.action, recordId: a.id, actor: a.actor, outcome: a.outcome, upstreamStatus: a.upstreamStatus ?? null,
+          ...(a.record ? { studyHash: a.record.studyHash, sopHash: a.record.sopHash } : {}) });
+        deps.logger.warn({ event: `quarantine_${a.action}`, recordId: a.id, actor: a.actor, outcome: a.outcome, upstreamStatus: a.upstreamStatus ?? null }, `quarantined instance ${a.action === 'release' ? 'released' : 'discarded'}`);
+      },
+    }));
+  }
+
+  app.post('/admin/reload', track('admin'), role('admin', 'admin'), async (_req, res) => {
+    if (!deps.reload) { sendError(res, new WardenError('NOT_FOUND', 'This gateway cannot reload.')); return; }
+    try {
+      res.json({ status: 'reloaded', ...(await deps.reload()) });
+    } catch (err) {
+      sendError(res, isWardenError(err) ? WardenError.fromSerialized(err) : new WardenError('INTERNAL', 'The reload failed.'));
+    }
+  });
+
   const base = config.server.basePath;
   const dicomweb = express.Router({ caseSensitive: true });
-  dicomweb.use(bearerAuth(config.auth.dicomwebToken, 'DICOMweb'));
+  dicomweb.use(role('sender', 'dicomweb'));
   dicomweb.post('/studies', track('stow'), (req, res) => handleStow(ctx, req, res, undefined));
   dicomweb.post('/studies/:study', track('stow'), (req, res) => handleStow(ctx, req, res, String(req.params.study)));
   dicomweb.use(track('qido_wado'), (req, res) => {

@@ -1,6 +1,7 @@
 import type { Request } from 'express';
 import { publish } from '../core/events';
-import { TAG } from '../dicom';
+import { Readable } from 'node:stream';
+import { TAG, readHeader } from '../dicom';
 import { formatReasons } from '../policy';
 import type { AppContext } from './context';
 import { FAILURE_REASONS } from './failure-reasons';
@@ -85,4 +86,24 @@ export function readStowResponse(text: string): { referenced: Set<string>; faile
     }
   } catch { /* no or unreadable body: the status alone decides */ }
   return { referenced, failed };
+}
+
+/**
+ * A single instance's original bytes to the upstream STOW-RS (a reviewer's release from quarantine): stored only when
+ * the upstream's answer lists it.
+ */
+export async function forwardInstance(ctx: AppContext, bytes: Buffer): Promise<{ ok: boolean; upstreamStatus: number | null; detail?: string }> {
+  const uid = readHeader(bytes)?.sopInstanceUid ?? '';
+  const multipart = multipartBody([{ headers: { 'Content-Type': 'application/dicom', 'Content-Length': String(bytes.length) }, size: bytes.length, stream: () => Readable.from([bytes]) }]);
+  let res;
+  try {
+    res = await ctx.upstream.request('POST', '/studies', { 'content-type': multipart.contentType, 'content-length': String(multipart.length), accept: 'application/dicom+json' }, multipart.body());
+  } catch (err) {
+    return { ok: false, upstreamStatus: null, detail: (err as Error).message };
+  }
+  const text = await res.body.text().catch(() => '');
+  const { referenced, failed } = readStowResponse(text);
+  if (res.statusCode < 300 && referenced.has(uid)) return { ok: true, upstreamStatus: res.statusCode };
+  const reason = failed.get(uid);
+  return { ok: false, upstreamStatus: res.statusCode, detail: reason !== undefined ? `the upstream refused it (FailureReason 0x${reason.toString(16).toUpperCase()})` : `the upstream answered ${res.statusCode} without listing it as stored` };
 }

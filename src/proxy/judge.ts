@@ -4,7 +4,7 @@ import type { Decision, VerdictRecord } from '../core/types';
 import { isWardenError } from '../core/errors';
 import { readHeaderFrom, decodedBytesEstimate, type InstanceHeader } from '../dicom';
 import { decide, decideStudy, type InstanceOutcome } from '../policy';
-import type { AppContext } from './context';
+import type { AppContext, ScanRuntime } from './context';
 import { ingestMultipart, parseMediaType, type IngestedPart } from './multipart';
 import type { StoredPart } from './spool';
 
@@ -37,9 +37,9 @@ export interface JudgedBody {
 
 const HEAD_BYTES = 64 * 1024;
 
-export async function judgePart(ctx: AppContext, part: IngestedPart, studyFromUrl: string | undefined): Promise<JudgedPart> {
+export async function judgePart(ctx: AppContext, rt: ScanRuntime, part: IngestedPart, studyFromUrl: string | undefined): Promise<JudgedPart> {
   const { stored, index } = part;
-  const { policy } = ctx;
+  const { policy } = rt;
   const judged = (header: InstanceHeader | null, outcome: InstanceOutcome, record?: VerdictRecord, decision = decide(outcome, policy)): JudgedPart =>
     ({ index, stored, header, partHeaders: part.headers, ...(record ? { record } : {}), decision });
 
@@ -65,7 +65,7 @@ export async function judgePart(ctx: AppContext, part: IngestedPart, studyFromUr
       return judged(header, { kind: 'error', code: 'GATEWAY_SATURATED', errorClass: 'timeout' }, record);
     }
     try {
-      const { record, decision } = await ctx.scanner.scan(await stored.read(), { partIndex: index });
+      const { record, decision } = await rt.scanner.scan(await stored.read(), { partIndex: index });
       return judged(header, { kind: 'unjudged' }, record, decision);
     } catch (err) {
       const code = isWardenError(err) ? err.code : 'INTERNAL';
@@ -78,7 +78,7 @@ export async function judgePart(ctx: AppContext, part: IngestedPart, studyFromUr
 }
 
 /** Groups parts by study and lets the policy apply its study rule to each group. */
-export function applyStudyRule(ctx: AppContext, parts: JudgedPart[]): { parts: JudgedPart[]; studies: JudgedPart[][] } {
+export function applyStudyRule(rt: ScanRuntime, parts: JudgedPart[]): { parts: JudgedPart[]; studies: JudgedPart[][] } {
   const groups = new Map<string, JudgedPart[]>();
   for (const p of parts) {
     const key = p.header?.studyInstanceUid ?? '';
@@ -88,7 +88,7 @@ export function applyStudyRule(ctx: AppContext, parts: JudgedPart[]): { parts: J
   const ruled = new Map<number, JudgedPart>();
   const studies: JudgedPart[][] = [];
   for (const group of groups.values()) {
-    const decisions = decideStudy(group.map((p) => p.decision), ctx.policy.studyRule);
+    const decisions = decideStudy(group.map((p) => p.decision), rt.policy.studyRule);
     const next = group.map((p, i) => (decisions[i] === p.decision ? p : { ...p, decision: decisions[i] }));
     next.forEach((p) => ruled.set(p.index, p));
     studies.push(next);
@@ -101,7 +101,7 @@ export function applyStudyRule(ctx: AppContext, parts: JudgedPart[]): { parts: J
  * study rule. Every part created is pushed to `created` as it starts (the caller disposes of them whatever happens).
  * @throws MULTIPART_MALFORMED, BODY_TOO_LARGE (after every started scan has settled)
  */
-export async function ingestAndJudge(ctx: AppContext, source: Readable, opts: { boundary: string; study?: string; created: StoredPart[] }): Promise<JudgedBody> {
+export async function ingestAndJudge(ctx: AppContext, rt: ScanRuntime, source: Readable, opts: { boundary: string; study?: string; created: StoredPart[] }): Promise<JudgedBody> {
   const judging: Promise<JudgedPart>[] = [];
   const { limits } = ctx.config;
   let bodyBytes: number;
@@ -113,7 +113,7 @@ export async function ingestAndJudge(ctx: AppContext, source: Readable, opts: { 
       budget: ctx.budget,
       spool: { memoryPartBytes: limits.memoryPartBytes, memoryBudgetBytes: ctx.budget.limit, maxInstanceBytes: limits.maxInstanceBytes, dir: ctx.spoolDir },
       onCreate: (s) => opts.created.push(s),
-      onPart: (part) => judging.push(judgePart(ctx, part, opts.study)),
+      onPart: (part) => judging.push(judgePart(ctx, rt, part, opts.study)),
     }));
   } catch (err) {
     await Promise.allSettled(judging);
@@ -121,5 +121,5 @@ export async function ingestAndJudge(ctx: AppContext, source: Readable, opts: { 
   }
   const ingestedAt = performance.now();
   const judged = (await Promise.all(judging)).sort((a, b) => a.index - b.index);
-  return { ...applyStudyRule(ctx, judged), bodyBytes, ingestedAt };
+  return { ...applyStudyRule(rt, judged), bodyBytes, ingestedAt };
 }

@@ -1,17 +1,25 @@
+import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type pino from 'pino';
-import { WardenError, type ErrorCode } from '../core/errors';
+import { WardenError, isWardenError, type ErrorCode } from '../core/errors';
 import { createScope, type EventScope } from '../core/events';
 import { createLogger } from '../core/logger';
 import { resolveUidHashKey, type WardenConfig } from '../config';
 import { setUidHashKey } from '../dicom';
 import { createMetrics, subscribeMetrics, type WardenMetrics } from '../metrics';
-import { compose, runtimeOptionsFromConfig } from '../pipeline';
+import { compose, runtimeOptionsFromConfig, type RuntimeOptions } from '../pipeline';
+import { unreachableThresholds } from '../policy';
 import { buildApp, type WardenApp } from './app';
-import type { AppDeps, Scanner } from './context';
+import type { AppDeps, ReloadResult, ScanRuntime, Scanner } from './context';
+import { RuntimeSlot } from './runtime-slot';
 import { prepareSpoolDir } from './spool';
 import { createUpstreamClient } from './upstream';
+import { Credentials } from './auth';
+import { openTrail } from './trail';
+import { startAlerts } from '../alerts';
+import { bundleCalibration } from '../review';
 
 /**
  * The gateway's composition root: builds every singleton (logger, telemetry scope and metrics, the scan pipeline
@@ -27,12 +35,20 @@ export interface RunningServer {
   metrics: WardenMetrics;
   /** Stops accepting, lets in-flight requests finish (up to server.shutdownGraceMs), then releases everything. */
   close(): Promise<void>;
+  /** Hot reload of the bundle and policy (what SIGHUP and POST /admin/reload do). @throws RELOAD_REFUSED */
+  reload(): Promise<ReloadResult>;
 }
 
 export interface StartOptions {
   /** Inject a scanner (tests); default: compose() from config.model and config.policy. */
   scanner?: Scanner;
   logger?: pino.Logger;
+  /** Run without the audit store and quarantine (tests of other parts); default false: the trail is on. */
+  withoutTrail?: boolean;
+  /** Where the JSON-lines security events go when alerts.events is on; default stdout, null = nowhere (tests). */
+  eventStream?: NodeJS.WritableStream | null;
+  /** Reads the configuration again for a hot reload (the CLI passes its file + environment); default: the same. */
+  reloadConfig?: () => WardenConfig;
 }
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
@@ -47,53 +63,93 @@ export async function startServer(config: WardenConfig, opts: StartOptions = {})
   process.once('exit', removeSpoolAtExit);
   if (spool.removedStale) logger.warn({ event: 'spool_stale_removed', directories: spool.removedStale }, 'removed spool directories left by processes that are gone');
 
-  let scanner: Scanner;
-  let bundleSha256: string | undefined;
-  if (opts.scanner) {
-    scanner = opts.scanner;
-  } else {
-    const runtime = await compose({ ...options, logger, scope });
-    scanner = runtime.pipeline;
-    bundleSha256 = runtime.bundleSha256;
-    logger.info({ event: 'model_loaded', modelSha256: runtime.model.sha256, provider: runtime.pipeline.provider, detectors: runtime.bundle?.names ?? [], bundleSha256 }, 'model and detector bundle loaded');
-    if (!runtime.bundle) logger.warn({ event: 'no_bundle' }, 'no detector bundle: instances are scanned but every verdict is forward');
-  }
+  const credentials = Credentials.fromConfig(config.auth);
+  const initial = opts.scanner
+    ? { scanner: opts.scanner, policy: opts.scanner.policy, close: async () => undefined }
+    : await composeRuntime({ ...options, logger, scope }, logger);
+  const runtimes = new RuntimeSlot(initial);
   const securityWarnings: string[] = [];
-  if (!LOOPBACK.test(config.server.host) && !config.auth.dicomwebToken) {
-    securityWarnings.push(`listening on ${config.server.host} (beyond loopback) without auth.dicomwebToken: anyone who reaches the port can send and retrieve studies`);
+  if (!LOOPBACK.test(config.server.host) && !credentials.hasRole('sender')) {
+    securityWarnings.push(`listening on ${config.server.host} (beyond loopback) without auth.dicomwebToken (or a sender token): anyone who reaches the port can send and retrieve studies`);
   }
-  if (!LOOPBACK.test(config.server.host) && !config.auth.metricsToken) {
-    securityWarnings.push(`listening on ${config.server.host} (beyond loopback) without auth.metricsToken: /metrics is open`);
+  if (!LOOPBACK.test(config.server.host) && !credentials.hasRole('metrics')) {
+    securityWarnings.push(`listening on ${config.server.host} (beyond loopback) without auth.metricsToken (or a metrics token): /metrics is open`);
   }
   for (const w of securityWarnings) logger.warn({ event: 'security_warning' }, w);
 
+  const trail = opts.withoutTrail ? undefined : await openTrail(config, logger);
+  if (trail) logger.info({ event: 'trail_open', audit: trail.location, quarantine: trail.quarantine.dir }, 'audit store and quarantine ready');
   const upstream = createUpstreamClient(config.upstream, scope);
+  const w = config.alerts.webhook;
+  const alerts = startAlerts({
+    scope,
+    lines: config.alerts.events ? (opts.eventStream === undefined ? process.stdout : opts.eventStream) : null,
+    webhook: w.url ? { url: w.url, secret: w.secret, secretFile: w.secretFile, events: w.events, retries: w.retries, backoffMs: w.backoffMs, timeoutMs: w.timeoutMs } : null,
+    deadLetter: async (event, target, attempts, lastError, lastStatus) => {
+      logger.error({ event: 'alert_undelivered', type: event.type, id: event.id, attempts, lastError, lastStatus }, 'a security event could not be delivered to the webhook');
+      await trail?.audit.recordDeadLetter({ channel: 'webhook', eventType: event.type, target, payload: event, attempts, lastError, lastStatus, decisionId: event.recordId ?? null })
+        .catch((err) => logger.error({ event: 'dead_letter_failed', message: (err as Error).message }, 'the dead letter could not be recorded'));
+    },
+  });
   let wardenApp: WardenApp | undefined;
   const metrics = createMetrics({
-    queueDepth: () => scanner.queueDepth(),
+    queueDepth: () => runtimes.current.scanner.queueDepth(),
     activeScans: () => (wardenApp ? wardenApp.ctx.scans.active + wardenApp.ctx.scans.waiting : 0),
     inflight: () => wardenApp?.ctx.inflight ?? {},
   });
   const unsubscribe = subscribeMetrics(metrics, scope);
-  metrics.modelInfo.set({
-    model_sha256: scanner.modelSha256,
-    provider: scanner.provider,
-    bundle_sha256: bundleSha256 ?? (scanner.bundle ? 'unknown' : 'none'),
-    detectors: (scanner.bundle?.names ?? []).join(','),
-    version: '0.1.0',
-  }, 1);
+  const showModel = (rt: ScanRuntime): void => {
+    metrics.modelInfo.reset();
+    metrics.modelInfo.set({
+      model_sha256: rt.scanner.modelSha256,
+      provider: rt.scanner.provider,
+      bundle_sha256: rt.bundleSha256 ?? (rt.scanner.bundle ? 'unknown' : 'none'),
+      detectors: (rt.scanner.bundle?.names ?? []).join(','),
+      version: '0.1.0',
+    }, 1);
+  };
+  showModel(initial);
   metrics.securityWarnings.set({ warning: 'no_dicomweb_auth_beyond_loopback' }, securityWarnings.some((w) => w.includes('dicomwebToken')) ? 1 : 0);
   metrics.securityWarnings.set({ warning: 'no_metrics_auth_beyond_loopback' }, securityWarnings.some((w) => w.includes('metricsToken')) ? 1 : 0);
+  /**
+   * Hot reload: a new runtime from the configuration (re-read when the server was given a way to), checked (the
+   * bundle binds to the model and can reach the policy's thresholds) before it is swapped in; requests in flight
+   * finish with the old one, which is closed once they have. On any failure the old one stays and the error says why.
+   */
+  let reloading: Promise<ReloadResult> | null = null;
+  const reload = (): Promise<ReloadResult> => {
+    reloading ??= (async () => {
+      const fresh = opts.reloadConfig ? opts.reloadConfig() : config;
+      let next: ScanRuntime & { close(): Promise<void> };
+      try {
+        next = await composeRuntime({ ...runtimeOptionsFromConfig(fresh), logger, scope }, logger, { strict: true });
+      } catch (err) {
+        logger.error({ event: 'reload_refused', code: isWardenError(err) ? err.code : 'INTERNAL', message: (err as Error).message }, 'reload refused: the runtime in use stays');
+        throw new WardenError('RELOAD_REFUSED', `The new bundle or policy was refused; the one in use stays. ${(err as Error).message}`, { cause: err });
+      }
+      const previous = runtimes.current;
+      // the old runtime's pool closes once the last request holding it has finished
+      void runtimes.swap(next).then((old) => (old as typeof next).close?.()).catch(() => undefined);
+      showModel(next);
+      logger.info({ event: 'reloaded', bundleSha256: next.bundleSha256 ?? null, previousBundleSha256: previous.bundleSha256 ?? null }, 'bundle and policy reloaded');
+      return { bundleSha256: next.bundleSha256 ?? null, modelSha256: next.scanner.modelSha256, detectors: next.scanner.bundle?.names ?? [] };
+    })().finally(() => { reloading = null; });
+    return reloading;
+  };
   const deps: AppDeps = {
-    scanner, logger, upstream, scope, spoolDir: spool.dir, securityWarnings,
+    runtimes, logger, upstream, scope, spoolDir: spool.dir, securityWarnings, credentials, trail, reload,
     metricsPage: async () => ({ contentType: metrics.registry.contentType, text: await metrics.registry.metrics() }),
   };
   wardenApp = buildApp(config, deps);
-  const server = http.createServer({
+  const serverOptions = {
     keepAliveTimeout: config.server.keepAliveTimeoutMs,
     requestTimeout: config.server.requestTimeoutMs,
     headersTimeout: Math.min(config.server.headersTimeoutMs, config.server.requestTimeoutMs),
-  }, wardenApp.app);
+  };
+  const { cert, key } = config.server.tls;
+  const server: http.Server = cert && key
+    ? https.createServer({ ...serverOptions, cert: readPem(cert, 'server.tls.cert'), key: readPem(key, 'server.tls.key') }, wardenApp.app)
+    : http.createServer(serverOptions, wardenApp.app);
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerClientError(err, socket));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -101,7 +157,7 @@ export async function startServer(config: WardenConfig, opts: StartOptions = {})
   });
   const port = (server.address() as AddressInfo).port;
   const host = config.server.host === '0.0.0.0' || config.server.host === '::' ? '127.0.0.1' : config.server.host;
-  const url = `http://${host}:${port}`;
+  const url = `${cert ? 'https' : 'http'}://${host}:${port}`;
   logger.info({ event: 'listening', url, basePath: config.server.basePath, upstream: upstream.origin + upstream.basePath }, 'warden listening');
 
   const ctx = wardenApp.ctx;
@@ -120,7 +176,9 @@ export async function startServer(config: WardenConfig, opts: StartOptions = {})
       clearTimeout(timer);
       clearInterval(idle);
       await upstream.close().catch(() => {});
-      if (!opts.scanner) await scanner.close().catch(() => {});
+      await (runtimes.current as ScanRuntime & { close?: () => Promise<void> }).close?.().catch(() => {});
+      await alerts.close().catch(() => {});
+      await trail?.close().catch(() => {});
       unsubscribe();
       spool.cleanup();
       process.off('exit', removeSpoolAtExit);
@@ -128,7 +186,36 @@ export async function startServer(config: WardenConfig, opts: StartOptions = {})
     })();
     return closing;
   };
-  return { server, url, port, wardenApp, deps, metrics, close };
+  return { server, url, port, wardenApp, deps, metrics, close, reload };
+}
+
+/** A runtime from compose(), as the gateway holds it. `strict` (reloads): thresholds the bundle cannot reach refuse it. */
+async function composeRuntime(options: RuntimeOptions, logger: pino.Logger, { strict = false } = {}): Promise<ScanRuntime & { close(): Promise<void> }> {
+  const runtime = await compose(options);
+  const { pipeline, bundle, bundleSha256 } = runtime;
+  if (strict && bundle?.detectors) {
+    const m = runtime.model.manifest;
+    const floors = Object.fromEntries(m.classes.map((label, c) => [label, Object.fromEntries(Object.entries(bundle.detectors!).filter(([, d]) => d.calibrated).map(([id, d]) => [id, d.pValueFloor(c)]))]));
+    const problems = unreachableThresholds(runtime.policy, floors);
+    if (problems.length) {
+      await runtime.close();
+      throw new WardenError('BUNDLE_INVALID', problems.join(' '));
+    }
+  }
+  logger.info({ event: 'model_loaded', modelSha256: runtime.model.sha256, provider: pipeline.provider, detectors: bundle?.names ?? [], bundleSha256 }, 'model and detector bundle loaded');
+  if (!bundle) logger.warn({ event: 'no_bundle' }, 'no detector bundle: instances are scanned but every verdict is forward');
+  return {
+    scanner: pipeline, policy: runtime.policy, bundleSha256, ...(bundle ? { calibration: bundleCalibration(bundle) } : {}),
+    close: () => runtime.close(),
+  };
+}
+
+function readPem(file: string, key: string): Buffer {
+  try {
+    return fs.readFileSync(file);
+  } catch (err) {
+    throw new WardenError('CONFIG_INVALID', `${key}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}).`);
+  }
 }
 
 /**

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { WardenError } from '../core/errors';
 
@@ -45,6 +45,9 @@ export class StoredPart {
   #disposed = false;
   #budget: MemoryBudget;
   #opts: SpoolOptions;
+  /** sha256 of the original bytes, computed as they stream in (the audit trail and the quarantine's address). */
+  #hash: Hash | null = createHash('sha256');
+  #sha256: string | null = null;
 
   constructor(opts: SpoolOptions, budget: MemoryBudget) {
     this.#opts = opts;
@@ -59,6 +62,7 @@ export class StoredPart {
   write(chunk: Buffer): Promise<void> | void {
     this.#size += chunk.length;
     if (this.#oversized) return;
+    this.#hash?.update(chunk);
     if (this.#size > this.#opts.maxInstanceBytes) {
       this.#oversized = true;
       this.#dropData();
@@ -87,8 +91,20 @@ export class StoredPart {
     return new Promise((resolve) => this.#fd!.once('drain', resolve));
   }
 
+  /** sha256 (hex) of the part's bytes once it is finished; undefined before, or for an oversized part. */
+  get sha256(): string | undefined {
+    return this.#sha256 ?? undefined;
+  }
+
+  /** The temp file holding a spooled part (to copy it without reading it into memory); null in memory. */
+  get filePath(): string | null {
+    return this.#oversized || this.#disposed ? null : this.#file;
+  }
+
   /** Closes the temp file, if any. */
   async finish(): Promise<void> {
+    if (this.#hash && !this.#oversized) this.#sha256 = this.#hash.digest('hex');
+    this.#hash = null;
     const fd = this.#fd;
     if (!fd) return;
     this.#fd = null;

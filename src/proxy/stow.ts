@@ -8,7 +8,9 @@ import type { AppContext } from './context';
 import { forwardStow } from './forward';
 import { closeAfterAnswer, sendError } from './http-errors';
 import { ingestAndJudge, type JudgedBody } from './judge';
-import { reportDecisions } from './report';
+import { principalOf } from './auth';
+import { reportDecisions, type RequestFacts } from './report';
+import { quarantineBlocked } from './trail';
 import type { StoredPart } from './spool';
 import { partResults, readable, stowBody, stowStatus, warningHeaders, type PartResult } from './stow-response';
 import { publicBaseUrl } from './urls';
@@ -19,7 +21,8 @@ import { publicBaseUrl } from './urls';
  */
 export async function handleStow(ctx: AppContext, req: Request, res: Response, studyFromUrl: string | undefined): Promise<void> {
   const t0 = performance.now();
-  const log = ctx.logger.child({ requestId: randomBytes(6).toString('hex'), route: 'stow' });
+  const requestId = randomBytes(6).toString('hex');
+  const log = ctx.logger.child({ requestId, route: 'stow' });
   const answered = (status: number, extra: { code?: string; bodyBytes?: number; stages?: Record<string, number>; saturated?: boolean } = {}): void =>
     publish('requestAnswered', { scope: ctx.scope, route: 'stow', status, ...extra });
   const refuse = (err: WardenError): void => {
@@ -37,11 +40,13 @@ export async function handleStow(ctx: AppContext, req: Request, res: Response, s
   if (media instanceof WardenError) return refuse(media);
 
   ctx.activeStow++;
+  const held = ctx.runtimes.acquire();
+  const rt = held.runtime;
   const created: StoredPart[] = [];
   try {
     let judged: JudgedBody;
     try {
-      judged = await ingestAndJudge(ctx, req, { boundary: media.boundary, study: studyFromUrl, created });
+      judged = await ingestAndJudge(ctx, rt, req, { boundary: media.boundary, study: studyFromUrl, created });
       if (judged.parts.length === 0) return refuse(new WardenError('MULTIPART_MALFORMED', 'The multipart/related body contains no parts.'));
     } catch (err) {
       const e = isWardenError(err) ? err : new WardenError('MULTIPART_MALFORMED', `The multipart/related body could not be read: ${(err as Error).message}.`);
@@ -50,19 +55,30 @@ export async function handleStow(ctx: AppContext, req: Request, res: Response, s
     }
     const tScanned = performance.now();
 
+    // the blocked instances' bytes go to quarantine while the accepted ones go upstream; both are done before the answer
+    const keeping = ctx.trail
+      ? quarantineBlocked(ctx.trail, judged.parts, (p, err) => {
+        publish('error', { scope: ctx.scope, code: 'QUARANTINE_WRITE_FAILED' });
+        log.error({ event: 'quarantine_failed', partIndex: p.index, message: (err as Error).message }, 'a blocked instance could not be kept in quarantine');
+      })
+      : Promise.resolve(new Set<number>());
     const accepted = judged.parts.filter((p) => p.decision.verdict !== 'block');
     const tf = performance.now();
-    const forwarded = accepted.length > 0 ? await forwardStow(ctx, req, accepted) : null;
-    const forwardMs = forwarded ? performance.now() - tf : 0;
+    let forwardMs = 0;
+    const forwarding = accepted.length > 0 ? forwardStow(ctx, req, accepted).finally(() => { forwardMs = performance.now() - tf; }) : Promise.resolve(null);
+    const [forwarded, kept] = await Promise.all([forwarding, keeping]);
     const stages = { ingest: (judged.ingestedAt - t0) / 1000, ...(forwarded ? { forward: forwardMs / 1000 } : {}) };
     const timing = (): string => serverTiming(t0, judged.ingestedAt, tScanned, forwardMs);
+    const facts = (upstreamStatus: number | null): RequestFacts => ({ route: 'stow', requestId, client: principalOf(res).name, log, upstreamStatus });
 
     if (forwarded?.kind === 'unavailable') {
       const results = partResults(judged.parts, 'all_failed');
-      reportDecisions(ctx, 'stow', log, judged.parts, judged.studies, () => false);
+      const failure = new Map(results.map((r) => [r.part.index, r.failureReason]));
+      await reportDecisions(ctx, rt, facts(forwarded.upstreamStatus ?? null), judged.parts, judged.studies, (p) => ({ forwarded: false, failureReason: failure.get(p.index) }), kept);
       answered(forwarded.status, { bodyBytes: judged.bodyBytes, stages });
       log.error({ event: 'upstream_unavailable', status: forwarded.status, upstreamStatus: forwarded.upstreamStatus, instances: results.length }, forwarded.message);
       res.setHeader('Server-Timing', timing());
+      if (rt.bundleSha256) res.setHeader('X-Warden-Bundle', rt.bundleSha256);
       res.status(forwarded.status).set({ 'Content-Type': 'application/dicom+json', ...(forwarded.retryAfter ? { 'Retry-After': forwarded.retryAfter } : {}) });
       res.end(JSON.stringify(stowBody(results, publicBaseUrl(ctx, req), forwarded.message)));
       return;
@@ -70,12 +86,14 @@ export async function handleStow(ctx: AppContext, req: Request, res: Response, s
 
     const results: PartResult[] = partResults(judged.parts, forwarded?.outcomes ?? new Map());
     const storedIndex = new Set(results.filter((r) => r.stored).map((r) => r.part.index));
-    reportDecisions(ctx, 'stow', log, judged.parts, judged.studies, (p) => storedIndex.has(p.index));
+    const failure = new Map(results.map((r) => [r.part.index, r.failureReason]));
+    await reportDecisions(ctx, rt, facts(forwarded?.status ?? null), judged.parts, judged.studies, (p) => ({ forwarded: storedIndex.has(p.index), failureReason: failure.get(p.index) }), kept);
     const status = stowStatus(results, ctx.config.stow.warningsAs202);
     answered(status, { bodyBytes: judged.bodyBytes, stages });
     const warnings = warningHeaders(results, (r) => r.part.decision.verdict !== 'forward' || r.part.decision.wouldBe !== undefined || !r.stored, readable);
     if (warnings.length) res.setHeader('Warning', warnings);
     res.setHeader('Server-Timing', timing());
+    if (rt.bundleSha256) res.setHeader('X-Warden-Bundle', rt.bundleSha256);
     res.status(status).setHeader('Content-Type', 'application/dicom+json');
     res.end(JSON.stringify(stowBody(results, publicBaseUrl(ctx, req))));
     log.info({
@@ -89,6 +107,7 @@ export async function handleStow(ctx: AppContext, req: Request, res: Response, s
     refuse(new WardenError('INTERNAL', 'An unexpected internal error; nothing was claimed stored.'));
   } finally {
     ctx.activeStow--;
+    held.release();
     await Promise.allSettled(created.map((s) => s.dispose()));
   }
 }

@@ -15,6 +15,7 @@ import { ingestAndJudge, type JudgedBody } from './judge';
 import { parseMediaType } from './multipart';
 import { multipartBody, sanitizeHeader } from './multipart-writer';
 import { handlePassThrough, forwardableRequestHeaders, copyResponseHeaders } from './passthrough';
+import { principalOf } from './auth';
 import { reportDecisions } from './report';
 import type { StoredPart } from './spool';
 import { partResults, readable, warningHeaders } from './stow-response';
@@ -52,7 +53,8 @@ export async function handleWadoScan(ctx: AppContext, req: Request, res: Respons
   if (!target) return handlePassThrough(ctx, req, res);
 
   const t0 = performance.now();
-  const log = ctx.logger.child({ requestId: randomBytes(6).toString('hex'), route: 'wado' });
+  const requestId = randomBytes(6).toString('hex');
+  const log = ctx.logger.child({ requestId, route: 'wado' });
   const answered = (status: number, extra: { code?: string; bodyBytes?: number; saturated?: boolean } = {}): void =>
     publish('requestAnswered', { scope: ctx.scope, route: 'wado', status, ...extra });
   const refuse = (err: WardenError): void => { answered(err.status, { code: err.code, saturated: err.code === 'GATEWAY_SATURATED' && !err.detail?.shuttingDown }); sendError(res, err, refusalHeaders(ctx, err, false)); };
@@ -64,6 +66,8 @@ export async function handleWadoScan(ctx: AppContext, req: Request, res: Respons
   const onClose = (): void => { if (!res.writableFinished) abort.abort(); };
   res.on('close', onClose);
   ctx.activeWado++;
+  const held = ctx.runtimes.acquire();
+  const rt = held.runtime;
   const created: StoredPart[] = [];
   try {
     let upstream;
@@ -93,7 +97,7 @@ export async function handleWadoScan(ctx: AppContext, req: Request, res: Respons
 
     let judged: JudgedBody;
     try {
-      judged = await ingestAndJudge(ctx, source, { boundary: ct.params.boundary, study: target.study, created });
+      judged = await ingestAndJudge(ctx, rt, source, { boundary: ct.params.boundary, study: target.study, created });
     } catch (err) {
       if (abort.signal.aborted) return;
       const e = isWardenError(err) ? err : new WardenError('MULTIPART_MALFORMED', (err as Error).message);
@@ -107,9 +111,10 @@ export async function handleWadoScan(ctx: AppContext, req: Request, res: Respons
     const kept = judged.parts.filter((p) => p.decision.verdict !== 'block');
     const withheld = judged.parts.length - kept.length;
     const flagged = kept.filter((p) => p.decision.verdict === 'flag').length;
-    reportDecisions(ctx, 'wado', log, judged.parts, judged.studies);
+    await reportDecisions(ctx, rt, { route: 'wado', requestId, client: principalOf(res).name, log, upstreamStatus: upstream.statusCode }, judged.parts, judged.studies,
+      (p) => ({ forwarded: p.decision.verdict !== 'block' }));
     const flagHeader = ctx.config.upstream.flagHeader;
-    const counts = { 'X-Warden-Instances': String(judged.parts.length), 'X-Warden-Withheld': String(withheld), ...(flagged && flagHeader ? { [flagHeader]: `count=${flagged}` } : {}) };
+    const counts = { 'X-Warden-Instances': String(judged.parts.length), 'X-Warden-Withheld': String(withheld), ...(rt.bundleSha256 ? { 'X-Warden-Bundle': rt.bundleSha256 } : {}), ...(flagged && flagHeader ? { [flagHeader]: `count=${flagged}` } : {}) };
     const results = partResults(judged.parts, new Map(kept.map((p) => [p.index, { stored: true as const }])));
     const warnings = warningHeaders(results, (r) => r.part.decision.verdict !== 'forward' || r.part.decision.wouldBe !== undefined,
       (r) => (r.part.decision.verdict === 'block' ? `withheld: ${readable(r)}` : readable(r)),
@@ -155,6 +160,7 @@ export async function handleWadoScan(ctx: AppContext, req: Request, res: Respons
     refuse(new WardenError('INTERNAL', 'An unexpected internal error while scanning the retrieve.'));
   } finally {
     ctx.activeWado--;
+    held.release();
     res.off('close', onClose);
     abort.abort(); // releases the upstream connection if the body was not consumed
     await Promise.allSettled(created.map((s) => s.dispose()));

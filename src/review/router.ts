@@ -15,7 +15,7 @@
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { AuditQuery, AuditRecord, AuditStore } from '../audit';
 import { QUARANTINE_STATES, SIGNALS, VERDICTS } from '../audit';
-import { WardenError, isWardenError } from '../core/errors';
+import { WardenError, httpStatusOf, isWardenError } from '../core/errors';
 import type { ForwardFn, Quarantine } from '../quarantine';
 import { canRelease, confirmPage, detailPage, errorPage, listPage, type DetectorPlot, type ListFilters } from './pages';
 import { calibrationPlotSvg } from './plot';
@@ -40,18 +40,13 @@ export interface ReviewRouterDeps {
   alarmPValue?: number;
   /** Errors that are not the client's fault (logged by the gateway; no identifiers in them). */
   onError?: (err: unknown) => void;
+  /** Told of every release and discard once it is recorded (the gateway's events and alerts). */
+  onAction?: (action: { action: 'release' | 'discard'; id: string; actor: string; outcome: string; upstreamStatus?: number | null; record: AuditRecord | null }) => void;
 }
 
-const STATUS_BY_CODE: Partial<Record<string, number>> = {
-  AUDIT_RECORD_NOT_FOUND: 404,
-  AUDIT_INPUT_INVALID: 400,
-  QUARANTINE_CONFLICT: 409,
-  REVIEW_ORIGIN_REJECTED: 403,
-  QUARANTINE_BYTES_MISSING: 410,
-};
-
+/** The HTTP status of a failure: the error catalogue's (the one table). */
 function statusOf(err: unknown): number {
-  return isWardenError(err) ? (STATUS_BY_CODE[err.code] ?? 500) : 500;
+  return isWardenError(err) ? httpStatusOf(err.code) : 500;
 }
 
 function securityHeaders(res: Response): void {
@@ -153,9 +148,14 @@ export function createReviewRouter(deps: ReviewRouterDeps): Router {
   const act = async (req: Request, action: 'release' | 'discard', comment: unknown) => {
     const id = String(req.params.id);
     const text = typeof comment === 'string' ? comment : '';
-    return action === 'release'
-      ? quarantine.release(id, deps.actor(req), text, forward)
-      : quarantine.discard(id, deps.actor(req), text);
+    const actor = deps.actor(req);
+    const outcome = action === 'release'
+      ? await quarantine.release(id, actor, text, forward)
+      : await quarantine.discard(id, actor, text);
+    if (deps.onAction && (('forwardedNow' in outcome && outcome.forwardedNow) || ('changed' in outcome && outcome.changed) || ('forwardedNow' in outcome && outcome.state === 'release_failed'))) {
+      deps.onAction({ action, id, actor, outcome: outcome.state, upstreamStatus: 'upstreamStatus' in outcome ? outcome.upstreamStatus : undefined, record: await audit.get(id).catch(() => null) });
+    }
+    return outcome;
   };
   const html = (res: Response, status: number, body: string) => {
     securityHeaders(res);

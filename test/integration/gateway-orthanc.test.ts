@@ -29,7 +29,7 @@ beforeAll(async () => {
   if (!orthancAvailable()) throw new Error('Orthanc + DICOMweb plugin are needed: bash scripts/setup.sh --with-orthanc');
   orthanc = await startOrthanc();
   const config = validateConfig({ upstream: { url: orthanc.dicomWeb }, server: { port: 0, host: '127.0.0.1' }, limits: { memoryPartBytes: 64 * 1024 } });
-  warden = await startServer(config, { scanner, logger: createLogger('info', logSink) });
+  warden = await startServer(config, { scanner, logger: createLogger('info', logSink), eventStream: null });
 });
 afterAll(async () => {
   await warden?.close();
@@ -180,7 +180,7 @@ describe('QIDO-RS and WADO-RS pass-through', () => {
 
   it('rewrites QIDO-RS Retrieve URLs to server.publicBaseUrl when configured', async () => {
     const config = validateConfig({ upstream: { url: orthanc.dicomWeb }, server: { port: 0, host: '127.0.0.1', publicBaseUrl: 'https://warden.example.org/dicom-web' } });
-    const pub = await startServer(config, { scanner: new FakeScanner(), logger: createLogger('silent') });
+    const pub = await startServer(config, { scanner: new FakeScanner(), logger: createLogger('silent'), eventStream: null });
     try {
       const res = await get(`${pub.url}/dicom-web/studies`, 'application/dicom+json');
       const studies = JSON.parse(res.body.toString('utf8'));
@@ -217,7 +217,7 @@ describe('QIDO-RS and WADO-RS pass-through', () => {
 describe('upstream down', () => {
   it('answers 502 and claims nothing stored', async () => {
     const config = validateConfig({ upstream: { url: 'http://127.0.0.1:9/dicom-web', timeoutMs: 2000 }, server: { port: 0, host: '127.0.0.1' } });
-    const down = await startServer(config, { scanner: new FakeScanner(), logger: createLogger('silent') });
+    const down = await startServer(config, { scanner: new FakeScanner(), logger: createLogger('silent'), eventStream: null });
     try {
       const f = read(`${__dirname}/../../../shared/corpus/dicom/pydicom/MR_small.dcm`);
       const res = await stow(`${down.url}/dicom-web/studies`, [f]);

@@ -29,7 +29,7 @@ describe('the gateway with the embedded model and bundle', () => {
     orthanc = await startOrthanc();
     // adversarial.flagFpr 0.5 makes the flag path visible on clean data; blocking stays at the default 0.005.
     const config = validateConfig({ upstream: { url: orthanc.dicomWeb }, server: { port: 0, host: '127.0.0.1' }, policy: { adversarial: { flagFpr: 0.5 } } });
-    warden = await startServer(config, { logger: createLogger('silent') });
+    warden = await startServer(config, { logger: createLogger('silent'), eventStream: null });
   });
   afterAll(async () => {
     await warden?.close();

@@ -38,8 +38,8 @@ beforeAll(async () => {
   expect(direct.status).toBe(200);
   const logger = createLogger('silent');
   const common = { upstream: { url: orthanc.dicomWeb }, server: { port: 0, host: '127.0.0.1' }, wado: { scan: true }, limits: { memoryPartBytes: 64 * 1024 } };
-  warden = await startServer(validateConfig(common), { scanner, logger });
-  wardenStudyRule = await startServer(validateConfig(common), { scanner: studyScanner, logger });
+  warden = await startServer(validateConfig(common), { scanner, logger, eventStream: null });
+  wardenStudyRule = await startServer(validateConfig(common), { scanner: studyScanner, logger, eventStream: null });
   scanner.verdicts[ids[1].sopInstanceUid!] = 'block';
   scanner.verdicts[ids[2].sopInstanceUid!] = 'flag';
   studyScanner.verdicts[ids[1].sopInstanceUid!] = 'block';

@@ -44,7 +44,7 @@ async function withGateway(cfg: Partial<WardenConfigInput>, scanner: FakeScanner
     server: { port: 0, host: '127.0.0.1', stateDir: path.join(tmp, 'state'), ...(cfg.server ?? {}) },
     stow: { spoolDir: path.join(tmp, 'spool'), ...(cfg.stow ?? {}) },
   });
-  const w = await startServer(config, { ...(scanner ? { scanner } : {}), logger: createLogger('silent') });
+  const w = await startServer(config, { ...(scanner ? { scanner } : {}), logger: createLogger('silent'), eventStream: null });
   try { await fn(w, sink); } finally { await w.close(); await sink.close(); }
 }
 
@@ -122,7 +122,7 @@ describe('2 and 3. one canonical path for routing, scanning and forwarding', () 
     const study = readHeader(blocked)!.studyInstanceUid!;
     const up = await startWadoUpstream(blocked);
     const config = validateConfig({ upstream: { url: up.url }, server: { port: 0, host: '127.0.0.1', stateDir: path.join(tmp, 'state') }, wado: { scan: true } });
-    const w = await startServer(config, { scanner: new FakeScanner({ [uid(blocked)]: 'block' }), logger: createLogger('silent') });
+    const w = await startServer(config, { scanner: new FakeScanner({ [uid(blocked)]: 'block' }), logger: createLogger('silent'), eventStream: null });
     try {
       for (const p of [`/dicom-web/studies/${study}`, `/dicom-web//studies/${study}`, `//dicom-web/studies//${study}/`, `/dicom-web/./studies/${study}`,
         `/dicom-web/studies/${study}/.`, `/dicom-web/studies/x/../${study}`, `/dicom-web/studies/%2e/${study}`, `/dicom-web/studies%2f${study}`]) {
@@ -226,7 +226,7 @@ describe('7. authentication never fails open silently', () => {
     const lines: string[] = [];
     const sink = await startSink();
     const config = validateConfig({ upstream: { url: sink.url }, server: { port: 0, host: '0.0.0.0', stateDir: path.join(tmp, 'state') } });
-    const w = await startServer(config, { scanner: new FakeScanner(), logger: createLogger('warn', { write: (l: string) => { lines.push(l); } }) });
+    const w = await startServer(config, { scanner: new FakeScanner(), logger: createLogger('warn', { write: (l: string) => { lines.push(l); } }), eventStream: null });
     try {
       const ready = await (await fetch(`${w.url}/readyz`)).json() as { warnings?: string[] };
       expect(ready.warnings?.join(' ')).toMatch(/beyond loopback\) without auth\.dicomwebToken/);

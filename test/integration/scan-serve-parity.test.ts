@@ -43,7 +43,7 @@ describe('warden scan and warden serve judge a file the same way', () => {
     // The shipped defaults, but for what a test needs: loopback, any port, this sink.
     configFile = path.join(dir, 'warden.yaml');
     fs.writeFileSync(configFile, `server:\n  host: 127.0.0.1\n  port: 0\nupstream:\n  url: ${sink.url}\nmodel:\n  workers: 1\n  threadsPerWorker: 1\n`);
-    gateway = await startServer(loadConfig(configFile, {}), { logger: createLogger('silent') });
+    gateway = await startServer(loadConfig(configFile, {}), { logger: createLogger('silent'), eventStream: null });
   });
 
   afterAll(async () => {

@@ -20,7 +20,7 @@ const uid = (b: Buffer): string => readHeader(b)!.sopInstanceUid!;
 async function withGateway(cfg: Partial<WardenConfigInput>, scanner: FakeScanner, fn: (w: RunningServer, sink: Awaited<ReturnType<typeof startSink>>) => Promise<void>): Promise<void> {
   const sink = await startSink();
   const config = validateConfig({ ...cfg, upstream: { url: sink.url, ...(cfg.upstream ?? {}) }, server: { port: 0, host: '127.0.0.1', ...(cfg.server ?? {}) } });
-  const w = await startServer(config, { scanner, logger: createLogger('silent') });
+  const w = await startServer(config, { scanner, logger: createLogger('silent'), eventStream: null });
   try { await fn(w, sink); } finally { await w.close(); await sink.close(); }
 }
 
@@ -96,14 +96,14 @@ describe('gateway (in-process upstream)', () => {
     });
   });
 
-  it('requires the bearer tokens when configured (401), separately for /metrics', async () => {
+  it('requires the bearer tokens when configured (401; 403 for a token of another role), separately for /metrics', async () => {
     const auth = { dicomwebToken: 'd'.repeat(20), metricsToken: 'm'.repeat(20) };
     await withGateway({ auth }, new FakeScanner(), async (w) => {
       expect((await stow(`${w.url}/dicom-web/studies`, files)).status).toBe(401);
       expect((await fetch(`${w.url}/dicom-web/studies`)).status).toBe(401);
-      expect((await fetch(`${w.url}/dicom-web/studies`, { headers: { authorization: `Bearer ${auth.metricsToken}` } })).status).toBe(401);
+      expect((await fetch(`${w.url}/dicom-web/studies`, { headers: { authorization: `Bearer ${auth.metricsToken}` } })).status).toBe(403);
       expect((await fetch(`${w.url}/dicom-web/studies`, { headers: { authorization: `Bearer ${auth.dicomwebToken}` } })).status).toBe(200);
-      expect((await fetch(`${w.url}/metrics`, { headers: { authorization: `Bearer ${auth.dicomwebToken}` } })).status).toBe(401);
+      expect((await fetch(`${w.url}/metrics`, { headers: { authorization: `Bearer ${auth.dicomwebToken}` } })).status).toBe(403);
       expect((await fetch(`${w.url}/metrics`, { headers: { authorization: `Bearer ${auth.metricsToken}` } })).status).toBe(200);
       expect((await fetch(`${w.url}/healthz`)).status).toBe(200);
     });
@@ -254,7 +254,7 @@ describe('WADO-RS retrieve scanning (in-process upstream)', () => {
     await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
     const port = (upstream.address() as import('node:net').AddressInfo).port;
     const scanner = new FakeScanner({ [uid(files[1])]: 'block' });
-    const w = await startServer(validateConfig({ upstream: { url: `http://127.0.0.1:${port}/dicom-web` }, server: { port: 0, host: '127.0.0.1' }, wado: { scan: true, partialStatus: 200 }, limits: { memoryPartBytes: 1024 } }), { scanner, logger: createLogger('silent') });
+    const w = await startServer(validateConfig({ upstream: { url: `http://127.0.0.1:${port}/dicom-web` }, server: { port: 0, host: '127.0.0.1' }, wado: { scan: true, partialStatus: 200 }, limits: { memoryPartBytes: 1024 } }), { scanner, logger: createLogger('silent'), eventStream: null });
     try {
       const res = await fetch(`${w.url}/dicom-web/studies/${readHeader(files[0])!.studyInstanceUid}`, { headers: { accept: 'multipart/related; type="application/dicom"' } });
       const got = Buffer.from(await res.arrayBuffer());
