@@ -2,3 +2,4 @@
 export { createMetrics, P_VALUE_BUCKETS, SCORE_BUCKETS, STAGE_BUCKETS, UPSTREAM_BUCKETS } from './metrics';
 export type { MetricsOptions, MetricsProbes, WardenMetrics } from './metrics';
 export { subscribeMetrics } from './subscribe';
+export { DriftWatch, binomialUpperTail, type DriftKey, type DriftReading } from './drift';

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { DriftReading } from './drift';
 
 /**
  * Every metric the gateway exports, on its own Registry (never prom-client's global one). Label values are
@@ -39,6 +40,10 @@ export interface WardenMetrics {
   errors: Counter<'code'>;
   /** 1 while a security warning about the running configuration holds (e.g. no auth beyond loopback). */
   securityWarnings: Gauge<'warning'>;
+  /** Rolling rate of live instances at or below a signal's flag rate, per signal and detector (drift watch). */
+  flagRate: Gauge<'signal' | 'detector'>;
+  /** Binomial upper-tail probability of that rate under the nominal one; tiny = the calibration has drifted. */
+  driftTail: Gauge<'signal' | 'detector'>;
 }
 
 export const STAGE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -48,6 +53,7 @@ export const SCORE_BUCKETS = [-10, -5, -2, -1, 0, 0.5, 1, 2, 5, 10, 20, 50, 100,
 
 /** Values the gauges read at scrape time from the running gateway. */
 export interface MetricsProbes {
+  drift?: () => DriftReading[];
   queueDepth?: () => number;
   activeScans?: () => number;
   inflight?: () => Record<string, number>;
@@ -62,7 +68,7 @@ export function createMetrics(options: MetricsOptions = {}): WardenMetrics {
   const registry = new Registry();
   if (options.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'warden_' });
   const registers = [registry];
-  const { queueDepth, activeScans, inflight } = options;
+  const { queueDepth, activeScans, inflight, drift } = options;
   return {
     registry,
     instances: new Counter({ name: 'warden_instances_total', help: 'DICOM instances judged, by route (stow, wado) and final verdict (forward, flag, block).', labelNames: ['route', 'verdict'] as const, registers }),
@@ -94,6 +100,14 @@ export function createMetrics(options: MetricsOptions = {}): WardenMetrics {
     saturated: new Counter({ name: 'warden_saturated_rejections_total', help: 'Requests answered 503 because the scan limits were reached.', registers }),
     modelInfo: new Gauge({ name: 'warden_model_info', help: 'The loaded model and detector bundle (value 1).', labelNames: ['model_sha256', 'provider', 'bundle_sha256', 'detectors', 'version'] as const, registers }),
     errors: new Counter({ name: 'warden_errors_total', help: 'Errors by stable Warden error code (see docs/errors.md).', labelNames: ['code'] as const, registers }),
+    flagRate: new Gauge({
+      name: 'warden_flag_rate', help: 'Rolling fraction of the last scanned instances at or below the signal\'s flag rate, by signal and detector (drift watch).', labelNames: ['signal', 'detector'] as const, registers,
+      collect() { if (drift) for (const r of drift()) this.set({ signal: r.signal, detector: r.detector }, r.rate); },
+    }),
+    driftTail: new Gauge({
+      name: 'warden_drift_tail_probability', help: 'P(at least the observed number of flags | the nominal rate) over the drift window, by signal and detector; tiny = calibration drift.', labelNames: ['signal', 'detector'] as const, registers,
+      collect() { if (drift) for (const r of drift()) this.set({ signal: r.signal, detector: r.detector }, r.tailProbability); },
+    }),
     securityWarnings: new Gauge({ name: 'warden_security_warning', help: 'A security warning about the running configuration holds (1) or not (0), by warning.', labelNames: ['warning'] as const, registers }),
   };
 }

@@ -1,6 +1,7 @@
 import { isErrorCode } from '../core/errors';
 import { subscribe, type EventScope } from '../core/events';
-import { flagLabels } from '../policy';
+import { flagLabels, type Policy } from '../policy';
+import type { DriftWatch } from './drift';
 import type { WardenMetrics } from './metrics';
 
 const STAGE_NAME = /^[a-z_]{1,32}$/;
@@ -10,9 +11,14 @@ const DETECTOR_NAME = /^[a-z0-9_+]{1,64}$/;
  * Turns one gateway's events into metric observations. Returns the function that unsubscribes (called when the
  * gateway closes). Every metric update in Warden happens here.
  */
-export function subscribeMetrics(m: WardenMetrics, scope: EventScope): () => void {
+export function subscribeMetrics(m: WardenMetrics, scope: EventScope, opts: { drift?: DriftWatch; policy?: () => Policy } = {}): () => void {
+  const { drift, policy } = opts;
   const off = [
     subscribe('instanceScanned', scope, (e) => {
+      if (drift && policy && e.scores) {
+        const p = policy();
+        drift.observe(Object.entries(e.scores).flatMap(([detector, s]) => (s.signal ? [{ signal: s.signal, detector, pValue: s.pValue, nominal: p[s.signal].flagFpr }] : [])));
+      }
       for (const [stage, ms] of Object.entries(e.timings)) if (Number.isFinite(ms) && STAGE_NAME.test(stage)) m.stageDuration.observe({ stage }, ms / 1000);
       for (const [detector, s] of Object.entries(e.scores ?? {})) {
         if (!DETECTOR_NAME.test(detector)) continue;

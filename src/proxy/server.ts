@@ -8,7 +8,7 @@ import { createScope, type EventScope } from '../core/events';
 import { createLogger } from '../core/logger';
 import { resolveUidHashKey, type WardenConfig } from '../config';
 import { setUidHashKey } from '../dicom';
-import { createMetrics, subscribeMetrics, type WardenMetrics } from '../metrics';
+import { DriftWatch, createMetrics, subscribeMetrics, type WardenMetrics } from '../metrics';
 import { compose, runtimeOptionsFromConfig, type RuntimeOptions } from '../pipeline';
 import { unreachableThresholds } from '../policy';
 import { buildApp, type WardenApp } from './app';
@@ -92,12 +92,14 @@ export async function startServer(config: WardenConfig, opts: StartOptions = {})
     },
   });
   let wardenApp: WardenApp | undefined;
+  const drift = new DriftWatch(1000);
   const metrics = createMetrics({
+    drift: () => drift.readings(),
     queueDepth: () => runtimes.current.scanner.queueDepth(),
     activeScans: () => (wardenApp ? wardenApp.ctx.scans.active + wardenApp.ctx.scans.waiting : 0),
     inflight: () => wardenApp?.ctx.inflight ?? {},
   });
-  const unsubscribe = subscribeMetrics(metrics, scope);
+  const unsubscribe = subscribeMetrics(metrics, scope, { drift, policy: () => runtimes.current.policy });
   const showModel = (rt: ScanRuntime): void => {
     metrics.modelInfo.reset();
     metrics.modelInfo.set({
