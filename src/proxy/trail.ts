@@ -30,6 +30,8 @@ export async function openTrail(config: WardenConfig, logger: pino.Logger): Prom
     dir: config.quarantine.dir ?? path.join(state, 'quarantine'),
     audit,
     discardGraceMs: config.quarantine.discardGraceMs,
+    // a file put this recently is left alone by the sweeper (its record may still be on its way): never longer than the grace
+    recentPutMs: Math.min(600_000, config.quarantine.discardGraceMs),
     // a file found without its record (the process died between the two): rebuilt from the bytes, hashes keyed
     identify: async (bytes, sha256) => {
       const header = readHeader(bytes);
