@@ -105,7 +105,9 @@ export function requireRole(creds: Credentials, role: Role, opts: { scope: Event
     const status = who ? 403 : 401;
     publish('authFailed', { scope: opts.scope, route: opts.route, status, ...(who ? { client: who.name } : {}) });
     if (who) { sendError(res, new WardenError('FORBIDDEN', `The token of "${who.name}" does not carry the ${role} role this route needs.`)); return; }
-    const challenge = `Bearer realm="warden ${role}"${opts.basic ? `, Basic realm="warden ${role}", charset="UTF-8"` : ''}`;
-    sendError(res, new WardenError('UNAUTHORIZED', `A valid token with the ${role} role is required (Authorization: Bearer …).`), { 'WWW-Authenticate': challenge });
+    // a browser answers a Basic challenge by asking for credentials: one challenge per header (Chromium reads them so)
+    if (opts.basic) res.append('WWW-Authenticate', `Basic realm="warden ${role}", charset="UTF-8"`);
+    res.append('WWW-Authenticate', `Bearer realm="warden ${role}"`);
+    sendError(res, new WardenError('UNAUTHORIZED', `A valid token with the ${role} role is required (Authorization: Bearer …).`));
   };
 }
