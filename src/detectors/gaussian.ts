@@ -22,7 +22,7 @@ export interface TiedGaussian {
  * Fits k means (labels in 0..k-1; `labels === null` → one global mean) and the Ledoit–Wolf covariance of the
  * residuals x − mean[label]. A class without rows keeps mean NaN and is ignored when scoring.
  */
-export function fitTiedGaussian(m: LayerMatrix, labels: Int32Array | null, k: number): TiedGaussian {
+export function fitTiedGaussian(m: { dim: number; data: ArrayLike<number> }, labels: Int32Array | null, k: number): TiedGaussian {
   const d = m.dim;
   const n = m.data.length / d;
   const means = new Float64Array(k * d);

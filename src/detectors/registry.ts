@@ -10,6 +10,11 @@ import { LidDetector } from './lid';
 import { MgmDetector } from './mgm';
 import { NrdDetector } from './nrd';
 import { UadDetector } from './uad';
+import { CoherenceDetector } from './coherence';
+import { EnergyDetector } from './energy';
+import { MarginDetector } from './margin';
+import { SqueezeDetector } from './squeeze';
+import { SqueezeGaussianDetector } from './squeeze-gaussian';
 
 export interface DetectorFactory {
   /** Builds an unfitted detector; the constructor only stores and validates parameters. */
@@ -26,6 +31,11 @@ export const DETECTORS: Record<string, DetectorFactory> = {
   mgm: { create: (p) => new MgmDetector(p), fromState: MgmDetector.fromState, description: 'one Ledoit–Wolf Gaussian on penultimate features, Mahalanobis distance (Li & Zhu 2020)' },
   uad: { create: (p) => new UadDetector(p), fromState: UadDetector.fromState, description: 'per-layer class-conditional tied Gaussians, per-layer p-values fused (Bonferroni by default), recalibrated' },
   nrd: { create: (p) => new NrdDetector(p), fromState: NrdDetector.fromState, description: 'noise residual: Ledoit–Wolf Gaussian on high-pass residual statistics of the input' },
+  squeeze: { create: (p) => new SqueezeDetector(p), fromState: SqueezeDetector.fromState, description: 'feature squeezing: change of the answer under squeezed views of the image (Xu et al. 2018)' },
+  sqzg: { create: (p) => new SqueezeGaussianDetector(p), fromState: SqueezeGaussianDetector.fromState, description: 'Gaussian of the clean logit changes under squeezed views; Mahalanobis distance' },
+  coherence: { create: (p) => new CoherenceDetector(p), fromState: CoherenceDetector.fromState, description: 'decision coherence: clean ridge probes from early layers to the logits disagree with them (after NIC, Ma et al. 2019)' },
+  margin: { create: (p) => new MarginDetector(p), fromState: MarginDetector.fromState, description: 'logit margin of the predicted class: decisions just past the boundary' },
+  energy: { create: (p) => new EnergyDetector(p), fromState: EnergyDetector.fromState, description: 'free energy −logsumexp(z) of the logits (Liu et al. 2020)' },
 };
 
 /** The detectors `warden fit` builds by default, in report order. */

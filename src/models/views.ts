@@ -11,7 +11,7 @@ import type { ModelManifest } from './manifest';
  * - `bits<b>` (b = 1…7): y = floor(x·(2^b − 1) + 0.5) / (2^b − 1)
  * - `median2`: median of the 2×2 block x[i..i+1, j..j+1] (the last row/column repeats at the far edge); the median
  *   of 4 values is the mean of the two middle ones
- * - `median3`: median of the 3×3 block around (i, j), indices clamped to the image
+ * - `median3` / `median5`: median of the 3×3 / 5×5 block around (i, j), indices clamped to the image
  * - `blur`: 3×3 binomial low-pass [1,2,1]ᵀ[1,2,1]/16, indices clamped to the image
  *
  * Feature naming: a view's outputs are `<view>/<output>` (e.g. `median2/logits`).
@@ -45,22 +45,25 @@ const median2: ViewFn = (x, h, w) => {
   return y;
 };
 
-const median3: ViewFn = (x, h, w) => {
-  const y = new Float32Array(x.length);
-  const v = new Float64Array(9);
-  for (let i = 0; i < h; i++) {
-    for (let j = 0; j < w; j++) {
-      let k = 0;
-      for (let di = -1; di <= 1; di++) {
-        const r = Math.min(Math.max(i + di, 0), h - 1) * w;
-        for (let dj = -1; dj <= 1; dj++) v[k++] = x[r + Math.min(Math.max(j + dj, 0), w - 1)];
+function medianOdd(radius: number): ViewFn {
+  const size = (2 * radius + 1) ** 2;
+  return (x, h, w) => {
+    const y = new Float32Array(x.length);
+    const v = new Float64Array(size);
+    for (let i = 0; i < h; i++) {
+      for (let j = 0; j < w; j++) {
+        let k = 0;
+        for (let di = -radius; di <= radius; di++) {
+          const r = Math.min(Math.max(i + di, 0), h - 1) * w;
+          for (let dj = -radius; dj <= radius; dj++) v[k++] = x[r + Math.min(Math.max(j + dj, 0), w - 1)];
+        }
+        v.sort();
+        y[i * w + j] = v[(size - 1) / 2];
       }
-      v.sort();
-      y[i * w + j] = v[4];
     }
-  }
-  return y;
-};
+    return y;
+  };
+}
 
 const KERNEL = [1, 2, 1];
 const blur: ViewFn = (x, h, w) => {
@@ -78,7 +81,7 @@ const blur: ViewFn = (x, h, w) => {
   return y;
 };
 
-const NAMED: Record<string, ViewFn> = { median2, median3, blur };
+const NAMED: Record<string, ViewFn> = { median2, median3: medianOdd(1), median5: medianOdd(2), blur };
 
 /** The view function of a name. @throws USAGE for an unknown view */
 export function viewFunction(name: string): ViewFn {

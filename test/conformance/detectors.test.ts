@@ -32,23 +32,34 @@ function codeOf(fn: () => unknown): string | undefined {
 const train = syntheticTable(600, 1);
 const calibration = syntheticTable(1000, 2);
 const cleanTest = syntheticTable(2000, 3);
-const shifted = syntheticTable(200, 4, 1.5);
+
+/** Parameters that fit the synthetic layers, for detectors whose defaults name the reference model's layers. */
+const SYNTH_PARAMS: Record<string, Record<string, unknown>> = {
+  coherence: { probes: [[['stage1_mean'], ['logits']], [['penultimate'], ['logits']]] },
+};
 
 describe.each(Object.keys(DETECTORS))('detector %s', (kind) => {
+  // adversarial-signal detectors read the logits and the views' outputs too (the tables with `decision`)
+  const decision = DETECTORS[kind].create(SYNTH_PARAMS[kind] ?? {}).signal === 'adversarial';
+  const train = syntheticTable(600, 1, 0, decision);
+  const calibration = syntheticTable(1000, 2, 0, decision);
+  const cleanTest = syntheticTable(2000, 3, 0, decision);
+  const shifted = syntheticTable(200, 4, 1.5, decision);
+  const make = () => DETECTORS[kind].create(SYNTH_PARAMS[kind] ?? {});
   let fitted: { bundle: ReturnType<typeof fitBundle>['bundle']; contents: ReturnType<typeof fitBundle>['contents'] };
   let det: Detector;
   let cleanScores: Float64Array;
   let shiftedScores: Float64Array;
 
   beforeAll(() => {
-    fitted = fitBundle(train, calibration, { modelSha256: SHA, specs: [{ id: kind, kind }] });
+    fitted = fitBundle(train, calibration, { modelSha256: SHA, specs: [{ id: kind, kind, params: SYNTH_PARAMS[kind] }] });
     det = fitted.bundle.detectors[kind];
     cleanScores = scoreTable(det, cleanTest);
     shiftedScores = scoreTable(det, shifted);
   });
 
   it('refuses to score before fit with DETECTOR_NOT_FITTED', () => {
-    const d = DETECTORS[kind].create();
+    const d = make();
     expect(d.fitted).toBe(false);
     expect(codeOf(() => d.score(instanceOf(cleanTest, 0), 0))).toBe('DETECTOR_NOT_FITTED');
     expect(codeOf(() => d.pValue(1))).toBe('DETECTOR_NOT_FITTED');
@@ -56,7 +67,7 @@ describe.each(Object.keys(DETECTORS))('detector %s', (kind) => {
   });
 
   it('refuses a p-value before calibration with DETECTOR_NOT_FITTED', () => {
-    const d = DETECTORS[kind].create();
+    const d = make();
     d.fit(train);
     expect(d.calibrated).toBe(false);
     expect(codeOf(() => d.pValue(1))).toBe('DETECTOR_NOT_FITTED');
