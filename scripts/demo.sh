@@ -55,6 +55,7 @@ WPORT=$(free_port)
 # MALLOC_MMAP_THRESHOLD_: big buffers straight from mmap, returned when freed (RSS stays flat; see docs/performance.md)
 MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-131072} MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2} \
 WARDEN_UPSTREAM_URL="http://127.0.0.1:$OPORT/dicom-web" WARDEN_PORT=$WPORT WARDEN_HOST=127.0.0.1 \
+WARDEN_STATE_DIR="$WORK/state" \
   node bin/warden.js serve >"$WORK/warden.log" 2>&1 &
 WARDEN_PID=$!
 wait_http "http://127.0.0.1:$WPORT/readyz" 120 warden "$WARDEN_PID"
@@ -113,6 +114,12 @@ curl -fsS --max-time 10 "http://127.0.0.1:$OPORT/dicom-web/instances?includefiel
 # 5. An excerpt of Warden's /metrics.
 echo
 echo "=== warden /metrics (excerpt) ==="
-curl -fsS --max-time 10 "http://127.0.0.1:$WPORT/metrics" | grep -E '^warden_(instances_total|studies_total|flagged_instances_total|upstream_requests_total|stow_requests_total|model_info|errors_total)' || true
+curl -fsS --max-time 10 "http://127.0.0.1:$WPORT/metrics" | grep -E '^warden_(instances_total|studies_total|flagged_instances_total|upstream_requests_total|requests_total|model_info|errors_total)' || true
 echo
-echo "[demo] logs: $(grep -c '"event":"instance' "$WORK/warden.log" || true) instance events (hashed UIDs only)"
+echo "[demo] logs: $(grep -c '"event":"instance' "$WORK/warden.log" || true) instance log lines and $(grep -c '"stream":"warden-security"' "$WORK/warden.log" || true) security events (hashed UIDs only)"
+echo
+echo "=== audit trail (warden audit query --days 1) ==="
+node bin/warden.js audit query --db "$WORK/state/audit.sqlite" --days 1 --format jsonl 2>/dev/null | node -e '
+  let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const rs=s.trim().split("\n").filter(Boolean).map(JSON.parse);
+  const by={};for(const r of rs){const k=r.verdict+(r.quarantine?" (quarantined)":"");by[k]=(by[k]||0)+1}
+  console.log(rs.length+" decisions recorded: "+Object.entries(by).map(([k,v])=>v+" "+k).join(", "))})' || true
