@@ -12,3 +12,5 @@ export { MgmDetector } from './mgm';
 export { UadDetector, combine } from './uad';
 export { NrdDetector } from './nrd';
 export { mulberry32 } from './linalg';
+export { recalibrateBundle } from './site-calibration';
+export type { SiteCalibration, SiteCalibrationOptions, SiteRefit } from './site-calibration';
