@@ -105,7 +105,7 @@ async function fromDicomweb(opts: CalibrateCliOptions, pipeline: ScanPipeline, m
     limitStudies: positiveInt(opts.limitStudies, '--limit-studies'),
     pageSize: positiveInt(opts.pageSize, '--page-size') ?? 100,
   };
-  const puller = new DicomwebPuller({ baseUrl: opts.fromDicomweb!, token: opts.token, timeoutMs: positiveInt(opts.httpTimeout, '--http-timeout') });
+  const puller = new DicomwebPuller({ baseUrl: opts.fromDicomweb!, token: opts.token ?? process.env.WARDEN_DICOMWEB_TOKEN, timeoutMs: positiveInt(opts.httpTimeout, '--http-timeout') });
   const base = describeSource(opts.fromDicomweb!);
   const filters = [
     modalities.length ? `ModalitiesInStudy ${modalities.join(',')}` : 'any modality',
@@ -116,7 +116,7 @@ async function fromDicomweb(opts: CalibrateCliOptions, pipeline: ScanPipeline, m
   const state = opts.state ? PullState.open(opts.state, { modelSha256: pipeline.modelSha256, names: featureNames(pipeline), source: base, modalities }) : undefined;
   try {
     process.stderr.write(`searching ${base} (${filters.join('; ')})…\n`);
-    const studies = await puller.searchStudies(query);
+    const studies = await puller.searchStudies(query, (note) => process.stderr.write(`note: ${note}\n`));
     if (studies.length === 0) {
       throw new WardenError('CALIBRATION_SOURCE_EMPTY', `No study on ${base} matches ${filters.join('; ')}: nothing to calibrate on.`);
     }
@@ -311,7 +311,7 @@ export function register(program: Command): void {
     .requiredOption('--out <file>', 'the recalibrated bundle to write (still bound to the model)')
     .option('--from <dir>', "a folder of the site's clean DICOM studies")
     .option('--from-dicomweb <url>', "a DICOMweb base URL to pull the site's clean studies from (QIDO-RS search, WADO-RS retrieve with transfer-syntax=*)")
-    .option('--token <token>', 'with --from-dicomweb: bearer token for the server')
+    .option('--token <token>', 'with --from-dicomweb: bearer token for the server (default: $WARDEN_DICOMWEB_TOKEN, which keeps it out of the process list)')
     .option('--modality <list>', "only these modalities, comma-separated (QIDO ModalitiesInStudy and each instance's Modality; default: the policy's applicability.modalities)")
     .option('--since <YYYYMMDD>', 'with --from-dicomweb: studies of this date or later')
     .option('--date-range <A-B>', 'with --from-dicomweb: studies dated YYYYMMDD-YYYYMMDD')
@@ -331,7 +331,7 @@ export function register(program: Command): void {
 Examples:
   warden calibrate --bundle models/warden-cxr-ref.bundle --from site-clean/ --out site.bundle --report calib/
   warden calibrate --bundle models/warden-cxr-ref.bundle --out site.bundle --report calib/ \\
-      --from-dicomweb https://pacs.example.org/dicom-web --token "$PACS_TOKEN" --modality CR,DX \\
+      --from-dicomweb https://pacs.example.org/dicom-web --modality CR,DX \\
       --limit-studies 500 --state calib/pull.state
 
 Every detector's conformal calibration is recomputed on the site's clean instances (p-value floor 1/(n+1)); the

@@ -40,6 +40,8 @@ export interface StudyRef {
   time: string;
   /** NumberOfStudyRelatedInstances when the server says. */
   instances?: number;
+  /** ModalitiesInStudy when the server says. */
+  modalities?: string[];
 }
 
 /** What a retrieve handed to `onInstance` and what it left out. */
@@ -54,14 +56,14 @@ export function describeSource(baseUrl: string): string {
   return `${u.protocol}//${u.host}${u.pathname.replace(/\/+$/, '')}`;
 }
 
-/** The QIDO-RS query string of one page. */
-export function qidoQuery(query: StudyQuery, offset: number): string {
+/** The QIDO-RS query string of one page; `matchModalities` false leaves ModalitiesInStudy to the client. */
+export function qidoQuery(query: StudyQuery, offset: number, matchModalities = true): string {
   const p = new URLSearchParams();
   p.set('limit', String(query.pageSize));
   p.set('offset', String(offset));
-  if (query.modalities.length) p.set('ModalitiesInStudy', query.modalities.join(','));
+  if (matchModalities && query.modalities.length) p.set('ModalitiesInStudy', query.modalities.join(','));
   if (query.studyDate) p.set('StudyDate', query.studyDate);
-  for (const tag of ['00080020', '00080030', '00201208']) p.append('includefield', tag);
+  for (const tag of ['00080020', '00080030', '00080061', '00201208']) p.append('includefield', tag);
   return p.toString();
 }
 
@@ -86,6 +88,11 @@ type DicomJson = Record<string, { Value?: unknown[] }>;
 const first = (item: DicomJson, tag: string): string => {
   const v = item[tag]?.Value?.[0];
   return v === undefined || v === null ? '' : String(v).trim();
+};
+
+const all = (item: DicomJson, tag: string): string[] | undefined => {
+  const v = item[tag]?.Value;
+  return Array.isArray(v) ? v.flatMap((x) => (typeof x === 'string' && x.trim() ? [x.trim().toUpperCase()] : [])) : undefined;
 };
 
 /** Newest first: StudyDate, then StudyTime, descending; studies without a date last. */
@@ -151,9 +158,9 @@ export class DicomwebPuller {
   }
 
   /** One QIDO-RS page of studies. @throws DICOMWEB_SOURCE_UNREACHABLE, DICOMWEB_SOURCE_ERROR */
-  async searchPage(query: StudyQuery, offset: number): Promise<StudyRef[]> {
+  async searchPage(query: StudyQuery, offset: number, matchModalities = true): Promise<StudyRef[]> {
     const what = 'the QIDO-RS study search';
-    const res = await this.#get(`/studies?${qidoQuery(query, offset)}`, 'application/dicom+json', what);
+    const res = await this.#get(`/studies?${qidoQuery(query, offset, matchModalities)}`, 'application/dicom+json', what);
     if (res.statusCode === 204) {
       await res.body.dump();
       return [];
@@ -171,29 +178,51 @@ export class DicomwebPuller {
       const uid = first(item, '0020000D');
       if (!uid) return [];
       const count = Number(first(item, '00201208'));
-      return [{ uid, date: first(item, '00080020'), time: first(item, '00080030'), ...(Number.isFinite(count) && count > 0 ? { instances: count } : {}) }];
+      const modalities = all(item, '00080061');
+      return [{ uid, date: first(item, '00080020'), time: first(item, '00080030'), ...(Number.isFinite(count) && count > 0 ? { instances: count } : {}), ...(modalities ? { modalities } : {}) }];
     });
   }
 
   /**
-   * Every study matching `query`, newest first, at most `limitStudies` (kept while paging: memory holds N studies,
-   * not the whole archive). `onPage` sees the running count. @throws DICOMWEB_SOURCE_UNREACHABLE, DICOMWEB_SOURCE_ERROR
+   * Whether the server pages correctly when ModalitiesInStudy is a query key: the second study of a two-study page must
+   * be the first of the page at offset 1. (Orthanc 1.10 with DICOMweb 1.7 returns nothing past the first page when
+   * ModalitiesInStudy is matched; StudyDate pages fine.)
    */
-  async searchStudies(query: StudyQuery, onPage?: (seen: number) => void): Promise<StudyRef[]> {
+  async pagesWithModalities(query: StudyQuery): Promise<boolean> {
+    if (query.modalities.length === 0) return true;
+    const two = await this.searchPage({ ...query, pageSize: 2 }, 0);
+    if (two.length < 2) return true;
+    const second = await this.searchPage({ ...query, pageSize: 1 }, 1);
+    return second[0]?.uid === two[1].uid;
+  }
+
+  /**
+   * Every study matching `query`, newest first, at most `limitStudies` (kept while paging: memory holds N studies,
+   * not the whole archive). ModalitiesInStudy is matched by the server when it pages correctly with it, else here, on
+   * the ModalitiesInStudy each study comes back with (`onNote` says so). @throws DICOMWEB_SOURCE_UNREACHABLE,
+   * DICOMWEB_SOURCE_ERROR
+   */
+  async searchStudies(query: StudyQuery, onNote?: (note: string) => void): Promise<StudyRef[]> {
+    const serverMatches = await this.pagesWithModalities(query);
+    if (!serverMatches) onNote?.(`${this.origin} does not page correctly when it matches ModalitiesInStudy: matching it here instead (more QIDO-RS pages).`);
+    const wanted = new Set(query.modalities);
     const kept = new Map<string, StudyRef>();
-    let seen = 0;
+    let previous = new Set<string>();
     for (let page = 0, offset = 0; page < MAX_PAGES; page++) {
-      const studies = await this.searchPage(query, offset);
-      // a server that ignores offset sends the same page again: stop rather than loop
-      const fresh = studies.filter((s) => !kept.has(s.uid));
-      seen += studies.length;
-      for (const s of fresh) kept.set(s.uid, s);
+      const studies = await this.searchPage(query, offset, serverMatches);
+      // a server that ignores offset sends the same page again: stop rather than loop (memory: one page of UIDs)
+      const fresh = studies.filter((s) => !previous.has(s.uid));
+      previous = new Set(studies.map((s) => s.uid));
+      for (const s of fresh) {
+        // without a ModalitiesInStudy answer the study is kept; its instances are filtered one by one
+        if (!serverMatches && wanted.size && s.modalities && !s.modalities.some((m) => wanted.has(m))) continue;
+        kept.set(s.uid, s);
+      }
       if (query.limitStudies !== undefined && kept.size > query.limitStudies) {
         const newest = [...kept.values()].sort(newestFirst).slice(0, query.limitStudies);
         kept.clear();
         for (const s of newest) kept.set(s.uid, s);
       }
-      onPage?.(seen);
       if (studies.length < query.pageSize || fresh.length === 0) break;
       offset += studies.length;
     }

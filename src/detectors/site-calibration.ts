@@ -85,7 +85,8 @@ export function recalibrateBundle(contents: BundleContents & { header: BundleHea
       ? { ...shipped.fit, refit: { detectors: refitted, n: opts.refit.train.n, source: opts.source, split: opts.refit.split, date: now } }
       : shipped.fit,
     calibration: {
-      n: site.n,
+      // the instances the calibration was computed on (per detector when they differ: refitted ones use fewer)
+      n: ns.size === 1 ? [...ns][0] : site.n,
       source: opts.source,
       targetFpr: shipped.calibration.targetFpr,
       date: now,

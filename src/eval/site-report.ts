@@ -203,7 +203,7 @@ export function siteReport(input: SiteReportInput): { report: SiteReport; plots:
 
   // the new calibration: thresholds it cannot reach, and thresholds resting on few scores
   const floors = Object.fromEntries(input.classes.map((label, c) => [label, Object.fromEntries(ids.map((id) => [id, input.recalibrated[id].pValueFloor(c)]))]));
-  for (const problem of unreachableThresholds(policy, floors)) warnings.push({ code: 'threshold_unreachable', message: problem });
+  for (const problem of unreachableThresholds(policy, floors)) warnings.push({ code: 'threshold_unreachable', message: `${problem} (Here: calibrate on more of the site's studies.)` });
   for (const row of signals) {
     const s = row.signal === 'adversarial' ? policy.adversarial : policy.domain;
     const levels: [string, number][] = [[`${row.signal}.flagFpr`, row.flagFpr], ...(row.blockFpr !== undefined ? [[`${row.signal}.blockFpr`, row.blockFpr] as [string, number]] : [])];
@@ -211,12 +211,18 @@ export function siteReport(input: SiteReportInput): { report: SiteReport; plots:
       // the level each detector must reach for the combined p-value to reach `level`
       const perDetector = s.combine === 'bonferroni' ? level / row.decideBy.length : level / 2;
       for (const id of row.decideBy) {
-        const n = Math.min(...input.classes.map((_, c) => Math.round(1 / input.recalibrated[id].pValueFloor(c)) - 1));
+        const d = input.recalibrated[id];
+        const byClass = d.params.calibrateBy === 'class';
+        const n = Math.min(...input.classes.map((_, c) => Math.round(1 / d.pValueFloor(c)) - 1));
         const beyond = Math.floor(perDetector * (n + 1));
         if (beyond >= 1 && beyond < MIN_SCORES_BEYOND_THRESHOLD) {
+          const needed = Math.ceil(MIN_SCORES_BEYOND_THRESHOLD / perDetector);
+          // UAD keeps part of its calibration instances for its per-layer step: more site instances than scores are needed
+          const kept = (Math.round(1 / d.pValueFloor()) - 1) / (input.calibratedOn[id] ?? site.n);
           warnings.push({ code: 'few_scores_beyond_threshold', message: `policy.${key} ${level}: ${id}'s new threshold rests on ${beyond} of its ${n} calibration scores` +
-            `${s.combine === 'bonferroni' && row.decideBy.length > 1 ? ` (Bonferroni over ${row.decideBy.length})` : ''}; the realised clean rate will scatter around the nominal one ` +
-            `(relative spread about ±${Math.round(100 / Math.sqrt(beyond))} %). Calibrate on more studies (about ${Math.ceil(MIN_SCORES_BEYOND_THRESHOLD / perDetector)} instances).` });
+            `${byClass ? ' (of the smallest predicted class; it is calibrated per class)' : ''}${s.combine === 'bonferroni' && row.decideBy.length > 1 ? ` (Bonferroni over ${row.decideBy.length})` : ''}; ` +
+            `the realised clean rate will scatter around the nominal one (relative spread about ±${Math.round(100 / Math.sqrt(beyond))} %). Calibrate on more studies: ` +
+            `about ${needed} calibration scores${byClass ? ' in each predicted class' : ''}${kept < 0.99 ? ` (${id} calibrates on ${Math.round(kept * 100)} % of the site instances: about ${Math.ceil(needed / kept)} instances)` : ''}.` });
         }
       }
     }
