@@ -141,7 +141,8 @@ async function fromDicomweb(opts: CalibrateCliOptions, pipeline: ScanPipeline, m
     } finally {
       bar.stop();
     }
-    return { dump: dumpOfRows(pipeline, rows), studies: studies.length, skipped, resumed, source };
+    // studies with at least one usable instance, as for a folder
+    return { dump: dumpOfRows(pipeline, rows), studies: new Set(rows.map((r) => r.meta.study)).size, skipped, resumed, source };
   } finally {
     await puller.close();
   }
@@ -168,7 +169,7 @@ async function pullStudy(puller: DicomwebPuller, uid: string, key: string, pipel
 
 /**
  * The canonical order of a site sample: by a digest of each instance's features (ties: the hashed SOP Instance UID);
- * an instance whose SOP Instance UID came twice counts once. Returns the row order and the study of each kept row.
+ * an instance whose SOP Instance UID came twice counts once. Returns the kept rows in order, and their digests.
  */
 export function canonicalOrder(table: FeatureTable, meta: Record<string, string>[]): { order: number[]; digests: string[] } {
   const names = Object.keys(table.layers).sort();
