@@ -37,12 +37,23 @@ export function itemsOf(spec: SourceSpec, splitColumn: string, kind?: string): I
   return selectRows(readManifest(spec.path), spec.values, splitColumn, kind).map(({ absPath, ...meta }) => ({ absPath, meta }));
 }
 
+/** One instance's features as extracted: every name of `featureNames` (logits included), and its predicted class. */
+export interface FeatureRow {
+  meta: Record<string, string>;
+  logits: Float32Array;
+  features: Record<string, Float32Array>;
+  pred: number;
+}
+
+/** Every feature the pipeline hands detectors, in dump order: `logits`, the feature outputs, each view's `<view>/<name>`. */
+export function featureNames(pipeline: ScanPipeline): string[] {
+  const base = ['logits', ...pipeline.manifest.outputs.features];
+  return [...base, ...pipeline.views.flatMap((v) => base.map((n) => `${v}/${n}`))];
+}
+
 /** Runs items through ScanPipeline.extract with a progress bar on stderr; failed instances are reported and left out. */
 export async function extractFeatures(pipeline: ScanPipeline, items: InputItem[], opts: ExtractOptions = {}): Promise<FeatureDump> {
-  const classes = pipeline.manifest.classes;
-  // every feature the pipeline hands detectors: the feature outputs, `logits`, and each view's `<view>/<name>`
-  const names = ['logits', ...pipeline.manifest.outputs.features, ...pipeline.views.flatMap((v) => ['logits', ...pipeline.manifest.outputs.features].map((n) => `${v}/${n}`))];
-  const rows: { meta: Record<string, string>; logits: Float32Array; features: Record<string, Float32Array>; pred: number }[] = new Array(items.length);
+  const rows: FeatureRow[] = new Array(items.length);
   const bar = opts.quiet ? undefined : new SingleBar({ format: `${opts.label ?? 'extract'} [{bar}] {value}/{total} | {duration_formatted} | eta {eta_formatted}`, stream: process.stderr, etaBuffer: 200, noTTYOutput: true, notTTYSchedule: 10000 }, Presets.shades_classic);
   bar?.start(items.length, 0);
   let errors = 0;
@@ -53,20 +64,37 @@ export async function extractFeatures(pipeline: ScanPipeline, items: InputItem[]
       const i = next++;
       const it = items[i];
       const bytes = await fs.promises.readFile(it.absPath);
-      const { record, output } = await pipeline.extract(bytes, { file: it.meta.file ?? it.absPath });
-      opts.onRecord?.(record, it);
-      if (record.status !== 'scanned' || !output || !record.prediction) {
-        errors++;
-        process.stderr.write(`\n${it.absPath}: ${record.status}${record.error ? ` ${record.error.code}: ${record.error.message}` : record.skipReason ? ` (${record.skipReason})` : ''}\n`);
-      } else {
-        rows[i] = { meta: it.meta, logits: output.logits, features: output.features, pred: record.prediction.index };
-      }
+      const row = await extractRow(pipeline, bytes, it.meta, it.meta.file ?? it.absPath, (record) => opts.onRecord?.(record, it));
+      if (row) rows[i] = row;
+      else errors++;
       bar?.increment();
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   bar?.stop();
-  const ok = rows.filter(Boolean);
+  const dump = dumpOfRows(pipeline, rows.filter(Boolean), opts.model);
+  dump.header.errors = errors;
+  return dump;
+}
+
+/**
+ * One instance through ScanPipeline.extract: its features, or undefined (reported on stderr) when it was skipped or
+ * failed. `onRecord` sees the record either way.
+ */
+export async function extractRow(pipeline: ScanPipeline, bytes: Uint8Array, meta: Record<string, string>, file: string | undefined, onRecord?: (record: ScanRecord) => void): Promise<FeatureRow | undefined> {
+  const { record, output } = await pipeline.extract(bytes, file !== undefined ? { file } : {});
+  onRecord?.(record);
+  if (record.status !== 'scanned' || !output || !record.prediction) {
+    process.stderr.write(`\n${file ?? `instance ${record.sopInstanceUidHash ?? '(unreadable)'}`}: ${record.status}${record.error ? ` ${record.error.code}: ${record.error.message}` : record.skipReason ? ` (${record.skipReason})` : ''}\n`);
+    return undefined;
+  }
+  return { meta, logits: output.logits, features: output.features, pred: record.prediction.index };
+}
+
+/** Rows (in this order) as a feature dump: one matrix per feature name, the logits, the predicted classes, the meta. */
+export function dumpOfRows(pipeline: ScanPipeline, ok: FeatureRow[], model?: string): FeatureDump {
+  const classes = pipeline.manifest.classes;
+  const names = featureNames(pipeline);
   const n = ok.length;
   const layers: Record<string, LayerMatrix> = {};
   for (const name of names) {
@@ -81,7 +109,7 @@ export async function extractFeatures(pipeline: ScanPipeline, items: InputItem[]
   return {
     header: {
       format: 'warden-features', version: 1, createdAt: new Date().toISOString(), modelSha256: pipeline.modelSha256,
-      model: opts.model, classes, n, layers: Object.fromEntries(names.map((l) => [l, layers[l].dim])), errors,
+      model, classes, n, layers: Object.fromEntries(names.map((l) => [l, layers[l].dim])), errors: 0,
     },
     table,
     logits,

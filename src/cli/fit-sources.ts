@@ -23,17 +23,22 @@ export interface StudySplit {
   files: number;
 }
 
+/** The readable DICOM files under a folder, grouped by study, and those left out with the reason. */
+export interface FolderStudies {
+  /** Plain digest of the StudyInstanceUID (memory only; never written) → its instances. */
+  byStudy: Map<string, InputItem[]>;
+  skipped: { file: string; reason: string }[];
+  files: number;
+}
+
 /**
- * Splits the files under `dir` by StudyInstanceUID: studies in a seeded random order go to calibration until it
- * holds `fraction` of the instances; the rest train. Files without a readable Part-10 header or StudyInstanceUID
- * are skipped (and reported). @throws USAGE
+ * The files under `dir` grouped by StudyInstanceUID. Files without a readable Part-10 header or StudyInstanceUID are
+ * skipped (and reported). Item meta: file, kind 'clean', study (keyed hash), sop (keyed hash), modality.
  */
-export async function splitByStudy(dir: string, fraction: number, seed: number): Promise<StudySplit> {
-  if (!(fraction > 0 && fraction < 1)) throw new WardenError('USAGE', `--calibration-fraction must be in (0, 1) (got ${fraction}).`);
-  if (!Number.isInteger(seed)) throw new WardenError('USAGE', `--seed must be an integer (got ${seed}).`);
+export async function studiesOf(dir: string): Promise<FolderStudies> {
   const files = await collectFiles([dir]);
   const byStudy = new Map<string, InputItem[]>();
-  const skipped: StudySplit['skipped'] = [];
+  const skipped: FolderStudies['skipped'] = [];
   for (const file of files) {
     const rel = path.relative(process.cwd(), file);
     const id = readHeader(await fsp.readFile(file));
@@ -44,26 +49,50 @@ export async function splitByStudy(dir: string, fraction: number, seed: number):
     // the split depends on the seed only, never on the install's UID-hash key: studies are ordered by a plain
     // digest of their UID (kept in memory), and the records carry the keyed hash
     const key = createHash('sha256').update(id.studyInstanceUid).digest('hex');
-    byStudy.set(key, [...(byStudy.get(key) ?? []), { absPath: file, meta: { file: rel, kind: 'clean', study: hashUid(id.studyInstanceUid) } }]);
+    const meta: Record<string, string> = { file: rel, kind: 'clean', study: hashUid(id.studyInstanceUid) };
+    if (id.sopInstanceUid) meta.sop = hashUid(id.sopInstanceUid);
+    if (id.modality) meta.modality = id.modality;
+    byStudy.set(key, [...(byStudy.get(key) ?? []), { absPath: file, meta }]);
   }
-  const keys = [...byStudy.keys()].sort();
-  if (keys.length < 2) {
-    throw new WardenError('USAGE', `${dir} holds ${keys.length} stud${keys.length === 1 ? 'y' : 'ies'} with readable DICOM files: a split by study needs at least 2 (or give --train and --calibration).`);
-  }
+  return { byStudy, skipped, files: files.length };
+}
+
+/**
+ * Whole groups (studies) in a seeded random order go to calibration until it holds `fraction` of the members; the
+ * rest train. Group keys must not depend on anything but the data (they are sorted before the shuffle). @throws USAGE
+ */
+export function assignStudies<T>(groups: Map<string, T[]>, fraction: number, seed: number): { train: T[]; calibration: T[]; studies: { train: number; calibration: number } } {
+  if (!(fraction > 0 && fraction < 1)) throw new WardenError('USAGE', `--calibration-fraction must be in (0, 1) (got ${fraction}).`);
+  if (!Number.isInteger(seed)) throw new WardenError('USAGE', `--seed must be an integer (got ${seed}).`);
+  const keys = [...groups.keys()].sort();
   const rnd = mulberry32(seed);
   for (let i = keys.length - 1; i > 0; i--) {
     const j = Math.floor(rnd() * (i + 1));
     [keys[i], keys[j]] = [keys[j], keys[i]];
   }
-  const total = keys.reduce((n, k) => n + byStudy.get(k)!.length, 0);
+  const total = keys.reduce((n, k) => n + groups.get(k)!.length, 0);
   const target = fraction * total;
-  const split: StudySplit = { train: [], calibration: [], studies: { train: 0, calibration: 0 }, skipped, files: files.length };
+  const out = { train: [] as T[], calibration: [] as T[], studies: { train: 0, calibration: 0 } };
   for (const k of keys) {
-    const side = split.calibration.length < target && split.studies.calibration < keys.length - 1 ? 'calibration' : 'train';
-    split[side].push(...byStudy.get(k)!);
-    split.studies[side]++;
+    const side = out.calibration.length < target && out.studies.calibration < keys.length - 1 ? 'calibration' : 'train';
+    out[side].push(...groups.get(k)!);
+    out.studies[side]++;
   }
-  return split;
+  return out;
+}
+
+/**
+ * Splits the files under `dir` by StudyInstanceUID: studies in a seeded random order go to calibration until it
+ * holds `fraction` of the instances; the rest train (see assignStudies). @throws USAGE
+ */
+export async function splitByStudy(dir: string, fraction: number, seed: number): Promise<StudySplit> {
+  if (!(fraction > 0 && fraction < 1)) throw new WardenError('USAGE', `--calibration-fraction must be in (0, 1) (got ${fraction}).`);
+  if (!Number.isInteger(seed)) throw new WardenError('USAGE', `--seed must be an integer (got ${seed}).`);
+  const { byStudy, skipped, files } = await studiesOf(dir);
+  if (byStudy.size < 2) {
+    throw new WardenError('USAGE', `${dir} holds ${byStudy.size} stud${byStudy.size === 1 ? 'y' : 'ies'} with readable DICOM files: a split by study needs at least 2 (or give --train and --calibration).`);
+  }
+  return { ...assignStudies(byStudy, fraction, seed), skipped, files };
 }
 
 /**
@@ -85,6 +114,13 @@ export function applicableSpecs(specs: DetectorSpec[], layers: string[], explici
   return { specs: keep, leftOut };
 }
 
+/** Why extraction left an instance out (undefined when it was scanned): not an image, or an error code. */
+export function skipReasonOf(r: ScanRecord): string | undefined {
+  if (r.status === 'scanned') return undefined;
+  if (r.status === 'skipped') return `not an image (${r.skipReason ?? 'skipped'})`;
+  return `error ${r.error?.code ?? 'INTERNAL'}`;
+}
+
 /** Counts what extraction used and skipped, by reason and transfer syntax. */
 export class FitSummary {
   readonly used: Record<'train' | 'calibration', number> = { train: 0, calibration: 0 };
@@ -96,11 +132,11 @@ export class FitSummary {
   }
 
   record(side: 'train' | 'calibration', r: ScanRecord): void {
-    if (r.status === 'scanned') {
+    const why = skipReasonOf(r);
+    if (why === undefined) {
       this.used[side]++;
       if (r.transferSyntaxUid) this.syntaxes.set(r.transferSyntaxUid, (this.syntaxes.get(r.transferSyntaxUid) ?? 0) + 1);
-    } else if (r.status === 'skipped') this.skip(`not an image (${r.skipReason ?? 'skipped'})`);
-    else this.skip(`error ${r.error?.code ?? 'INTERNAL'}`);
+    } else this.skip(why);
   }
 
   lines(extra: { source: string; studies?: StudySplit['studies']; detectors: string[]; leftOut: string[]; bundle: string; bundleBytes: number; modelSha256: string }): string[] {

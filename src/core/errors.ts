@@ -49,6 +49,11 @@ export const ERROR_CATALOGUE = {
   UPSTREAM_UNAVAILABLE: { kind: 'upstream', status: 502, summary: 'The upstream DICOMweb server could not be reached.' },
   UPSTREAM_ERROR: { kind: 'upstream', status: 502, summary: 'The upstream DICOMweb server answered with an error.' },
   UPSTREAM_TIMEOUT: { kind: 'upstream', status: 504, summary: 'The upstream DICOMweb server did not answer in time.' },
+  // warden calibrate: the site's clean studies it recalibrates on
+  DICOMWEB_SOURCE_UNREACHABLE: { kind: 'upstream', status: 502, summary: 'The DICOMweb server to pull studies from could not be reached, or stalled.' },
+  DICOMWEB_SOURCE_ERROR: { kind: 'upstream', status: 502, summary: 'The DICOMweb server to pull studies from answered with an error or a malformed body.' },
+  CALIBRATION_SOURCE_EMPTY: { kind: 'config', status: 400, summary: 'The calibration source holds no usable clean instance.' },
+  CALIBRATION_STATE_MISMATCH: { kind: 'config', status: 400, summary: 'The resume state file belongs to another pull (model, bundle, source or filters differ).' },
   // production trail: audit store, quarantine, review page
   AUDIT_INPUT_INVALID: { kind: 'input', status: 400, summary: 'An audit record was refused: a field is missing, malformed or not a hash where a hash belongs.' },
   AUDIT_RECORD_NOT_FOUND: { kind: 'client', status: 404, summary: 'No audit record has this id.' },

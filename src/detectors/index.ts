@@ -17,3 +17,5 @@ export { CoherenceDetector } from './coherence';
 export { MarginDetector } from './margin';
 export { EnergyDetector } from './energy';
 export { mulberry32 } from './linalg';
+export { recalibrateBundle } from './site-calibration';
+export type { SiteCalibration, SiteCalibrationOptions, SiteRefit } from './site-calibration';

@@ -5,3 +5,5 @@ export { readFeatureDump, readNpy, writeFeatureDump, writeNpy } from './features
 export type { FeatureDump, FeatureDumpHeader } from './features-io';
 export { auroc, detLabel, eps255, epsLabel, groupKeys, rateAtOrBelow, renderMarkdown, rocCurve, rocSvg } from './evaluation';
 export type { BenignRow, CleanRow, EvalReport, EvalRow } from './evaluation';
+export { DISTRIBUTION_TEST_LEVEL, MIN_SCORES_BEYOND_THRESHOLD, ksTwoSample, renderSiteReportMarkdown, scoreDistributionSvg, siteReport } from './site-report';
+export type { DetectorSiteRow, KsResult, SignalSiteRow, SiteReport, SiteReportInput, SiteWarning } from './site-report';
