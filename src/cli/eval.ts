@@ -5,7 +5,8 @@ import type { Command } from 'commander';
 import { WardenError } from '../core/errors';
 import { DEFAULT_MODEL_PATH } from '../core/defaults';
 import { EXTRACT_ONLY, cliRuntime, type ModelFlags } from './runtime';
-import { instanceOf, loadBundle, type FittedBundle } from '../detectors';
+import { instanceOf, loadBundle, readBundleFile, type FittedBundle } from '../detectors';
+import { viewsOf } from '../models';
 import { parseSourceSpec, toCsv, truthy } from '../eval';
 import {
   auroc, eps255, epsLabel, groupKeys, rateAtOrBelow, renderMarkdown, rocCurve, rocSvg,
@@ -146,7 +147,9 @@ export function register(program: Command): void {
         dump = selectDump(full, ix);
       } else {
         const items = itemsOf(spec, opts.splitColumn).filter((it) => keep(it.meta));
-        const runtime = await cliRuntime({ ...opts, model: modelPath }, EXTRACT_ONLY);
+        // the views the bundle's detectors read are run with each image
+        const views = viewsOf(readBundleFile(opts.bundle).detectors.flatMap((d) => Object.keys(d.state.layers)));
+        const runtime = await cliRuntime({ ...opts, model: modelPath }, { ...EXTRACT_ONLY, views });
         try {
           dump = await extractFeatures(runtime.pipeline, items, { label: 'eval' });
         } finally {

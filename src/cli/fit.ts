@@ -7,7 +7,7 @@ import { DEFAULT_MODEL_PATH } from '../core/defaults';
 import { loadRuntimeConfig } from '../config';
 import type { Runtime, ScanRecord } from '../pipeline';
 import { unreachableThresholds } from '../policy';
-import { DEFAULT_SPECS, fitBundle, saveBundle, type DetectorSpec } from '../detectors';
+import { DEFAULT_SPECS, fitBundle, saveBundle, viewsOfSpecs, type DetectorSpec } from '../detectors';
 import { parseSourceSpec, type FeatureDump } from '../eval';
 import { EXTRACT_ONLY, cliRuntime, type ModelFlags } from './runtime';
 import { extractFeatures, featuresFor } from './features';
@@ -78,7 +78,7 @@ export function register(program: Command): void {
       const policy = loadRuntimeConfig(opts.config).policy;
       let runtime: Runtime | undefined;
       const getPipeline = async () => {
-        runtime ??= await cliRuntime({ config: opts.config, model: modelPath, workers: opts.workers, threads: opts.threads }, EXTRACT_ONLY);
+        runtime ??= await cliRuntime({ config: opts.config, model: modelPath, workers: opts.workers, threads: opts.threads }, { ...EXTRACT_ONLY, views: viewsOfSpecs(requested) });
         return runtime.pipeline;
       };
       const summary = new FitSummary();

@@ -31,6 +31,19 @@ export interface DetectorSpec {
 
 export const DEFAULT_SPECS: DetectorSpec[] = DEFAULT_DETECTORS.map((k) => ({ id: k, kind: k }));
 
+/**
+ * The views the detectors of these specs read (a detector that reads views names them in its `views` parameter,
+ * defaults included), so that feature extraction for fitting runs the image as those views too.
+ */
+export function viewsOfSpecs(specs: DetectorSpec[]): string[] {
+  const views = new Set<string>();
+  for (const s of specs) {
+    const v = getDetectorFactory(s.kind).create(s.params ?? {}).params.views;
+    if (Array.isArray(v)) for (const name of v) views.add(String(name));
+  }
+  return [...views].sort();
+}
+
 /** A fitted set of detectors bound to one model. */
 export class FittedBundle implements DetectorBundle {
   readonly names: string[];

@@ -4,7 +4,7 @@ export { DETECTORS, DEFAULT_DETECTORS, getDetectorFactory } from './registry';
 export type { DetectorFactory } from './registry';
 export { BUNDLE_FORMAT_VERSION, bundleHeaderSchema, decodeBundle, encodeBundle, readBundleFile, writeBundleFile } from './bundle';
 export type { BundleContents, BundleHeader } from './bundle';
-export { DEFAULT_SPECS, FittedBundle, bundleFromContents, fitBundle, loadBundle, saveBundle } from './fitted-bundle';
+export { DEFAULT_SPECS, FittedBundle, bundleFromContents, fitBundle, loadBundle, saveBundle, viewsOfSpecs } from './fitted-bundle';
 export type { DetectorBundle, DetectorSpec, FitBundleOptions } from './fitted-bundle';
 export { KdDetector } from './kd';
 export { LidDetector } from './lid';
