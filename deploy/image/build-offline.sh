@@ -34,6 +34,7 @@ missing=()
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v buildah >/dev/null || missing+=(buildah)
 command -v podman >/dev/null || missing+=(podman)
+command -v runc >/dev/null || missing+=(runc)   # smoke.sh: crun refuses hybrid cgroup v1/v2 hosts
 if [ "${#missing[@]}" -gt 0 ]; then
   log "apt-get install ${missing[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
@@ -67,7 +68,6 @@ mkdir -p "$APP/config" && cp config/warden.example.yaml "$APP/config/"
 cp -a node_modules "$APP/node_modules"
 (cd "$APP" && npm prune --omit=dev --ignore-scripts --no-audit --no-fund >/dev/null 2>&1)
 bash deploy/image/prune-runtime.sh "$APP"
-rm -rf "$APP/dist/eval" 2>/dev/null || true
 
 # 3. assemble with buildah: rootfs + node + app + user, then the image configuration
 log "assembling $IMAGE with buildah"
