@@ -213,7 +213,7 @@ describe('deploy/helm/warden rendered by helm', () => {
       expect(dep.spec.template.metadata.annotations['checksum/config']).toMatch(/^[0-9a-f]{64}$/);
     }
     expect(renderedConfig(rendered.default).audit.url).toBeUndefined(); // SQLite in the state volume
-    expect(renderedConfig(rendered.multi).audit.url).toBe('postgres://warden@warden-db.db.svc:5432/warden?sslmode=require');
+    expect(renderedConfig(rendered.multi).audit.url).toBe('postgres://warden@warden-db.db.svc:5432/warden?sslmode=verify-full');
     expect(renderedConfig(rendered.gpu).model.provider).toBe('cuda');
     expect(renderedConfig(rendered.default).model.provider).toBe('cpu');
   });
