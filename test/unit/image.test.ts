@@ -71,7 +71,7 @@ describe('deploy/image', () => {
   });
 
   it('the image scripts are valid bash', () => {
-    for (const f of ['build-offline.sh', 'smoke.sh', 'prune-runtime.sh']) {
+    for (const f of ['build-offline.sh', 'build-dockerfile-offline.sh', 'smoke.sh', 'prune-runtime.sh']) {
       const res = spawnSync('bash', ['-n', path.join(IMAGE, f)], { encoding: 'utf8' });
       expect([f, res.status, res.stderr]).toEqual([f, 0, '']);
     }
