@@ -7,7 +7,7 @@ import { admitScan, refusalHeaders, stowBoundary } from './admission';
 import type { AppContext } from './context';
 import { forwardStow } from './forward';
 import { closeAfterAnswer, sendError } from './http-errors';
-import { ingestAndJudge, type JudgedBody } from './judge';
+import { ingestAndJudge, rejectDuplicateInstances, type JudgedBody } from './judge';
 import { reportDecisions } from './report';
 import type { StoredPart } from './spool';
 import { partResults, readable, stowBody, stowStatus, warningHeaders, type PartResult } from './stow-response';
@@ -42,6 +42,7 @@ export async function handleStow(ctx: AppContext, req: Request, res: Response, s
     let judged: JudgedBody;
     try {
       judged = await ingestAndJudge(ctx, req, { boundary: media.boundary, study: studyFromUrl, created });
+      judged = { ...judged, ...rejectDuplicateInstances(ctx, judged) };
       if (judged.parts.length === 0) return refuse(new WardenError('MULTIPART_MALFORMED', 'The multipart/related body contains no parts.'));
     } catch (err) {
       const e = isWardenError(err) ? err : new WardenError('MULTIPART_MALFORMED', `The multipart/related body could not be read: ${(err as Error).message}.`);

@@ -8,6 +8,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { startSink } from '../helpers/sink-upstream';
 import { FakeScanner } from '../helpers/fake-scanner';
+import { failedItems, referencedUids, sha256, stow } from '../helpers/stow';
+import { startFuzzUpstream } from '../fuzz/upstream';
+import { readHeader } from '../../src/dicom';
+import { DEFAULT_POLICY, makeDecision } from '../../src/policy';
+import { FAILURE_REASONS } from '../../src/proxy/failure-reasons';
+import type { Scanner } from '../../src/proxy';
 import { startServer, type RunningServer } from '../../src/proxy/server';
 import { validateConfig } from '../../src/config';
 import { createLogger } from '../../src/core/logger';
@@ -23,6 +29,58 @@ async function withGateway(fn: (w: RunningServer) => Promise<void>): Promise<voi
   try { await fn(w); } finally { await w.close(); await sink.close(); }
   expect(sink.requests).toEqual([]);
 }
+
+const CORPUS = path.join(__dirname, '..', '..', '..', 'shared', 'corpus', 'dicom', 'pydicom');
+const read = (name: string): Buffer => fs.readFileSync(path.join(CORPUS, name));
+
+/** Forwards every part, whatever it holds (to reach the forward step with parts the fake scanner would refuse). */
+const forwardAll: Scanner = {
+  provider: 'test', modelSha256: '0'.repeat(64), policy: DEFAULT_POLICY,
+  queueDepth: () => 0, close: async () => {},
+  scan: async (_bytes, meta) => ({ record: { partIndex: meta.partIndex, status: 'scanned', verdict: 'forward', timings: {} }, decision: makeDecision('forward', []) }),
+};
+
+describe('what the sender is told stored', () => {
+  it('is never two parts sharing one SOP Instance UID: the later one is refused, only the first is forwarded', async () => {
+    const a = read('MR_small.dcm');
+    const b = read('MR_small_RLE.dcm'); // the same image and UIDs, other bytes
+    expect(readHeader(b)!.sopInstanceUid).toBe(readHeader(a)!.sopInstanceUid);
+    const sink = await startSink();
+    const config = validateConfig({ upstream: { url: sink.url }, server: { port: 0, host: '127.0.0.1', stateDir: path.join(tmp, 'state') }, stow: { spoolDir: path.join(tmp, 'spool') } });
+    const w = await startServer(config, { scanner: new FakeScanner(), logger: createLogger('silent') });
+    try {
+      const res = await stow(`${w.url}/dicom-web/studies`, [a, b]);
+      expect(res.status).toBe(202);
+      expect(referencedUids(res.json)).toEqual([readHeader(a)!.sopInstanceUid]);
+      expect(failedItems(res.json)).toEqual([expect.objectContaining({ reason: FAILURE_REASONS.duplicate_instance.code })]);
+      expect(sink.requests).toHaveLength(1);
+      expect(sink.requests[0].parts.map(sha256)).toEqual([sha256(a)]);
+    } finally {
+      await w.close();
+      await sink.close();
+    }
+  });
+
+  it('is never an instance without a SOP Instance UID, even when the upstream lists an empty UID as stored', async () => {
+    const withUid = read('MR_small.dcm');
+    const uid = readHeader(withUid)!.sopInstanceUid!;
+    const noUid = Buffer.from(withUid.toString('latin1').split(uid).join('\0'.repeat(uid.length)), 'latin1');
+    expect(readHeader(noUid)!.sopInstanceUid).toBeUndefined();
+    const up = await startFuzzUpstream(); // lists every part it receives, a UID-less one with an empty UID
+    const config = validateConfig({ upstream: { url: up.url }, server: { port: 0, host: '127.0.0.1', stateDir: path.join(tmp, 'state') }, stow: { spoolDir: path.join(tmp, 'spool') } });
+    const w = await startServer(config, { scanner: forwardAll, logger: createLogger('silent') });
+    try {
+      const res = await stow(`${w.url}/dicom-web/studies`, [noUid, read('rtdose.dcm')]);
+      expect(up.records[0].parts).toHaveLength(2);
+      expect(res.status).toBe(202);
+      expect(referencedUids(res.json)).toEqual([readHeader(read('rtdose.dcm'))!.sopInstanceUid]);
+      expect(failedItems(res.json)).toEqual([expect.objectContaining({ reason: FAILURE_REASONS.upstream_failed.code })]);
+    } finally {
+      await w.close();
+      await up.close();
+    }
+  });
+});
 
 describe('a request Node cannot parse', () => {
   // Node reports a parse error again for data that follows it (seen: HPE_UNEXPECTED_CONTENT_LENGTH twice for one
