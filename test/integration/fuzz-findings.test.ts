@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { startSink } from '../helpers/sink-upstream';
 import { FakeScanner } from '../helpers/fake-scanner';
-import { failedItems, referencedUids, sha256, stow } from '../helpers/stow';
+import { failedItems, multipartBody, referencedUids, sha256, stow } from '../helpers/stow';
 import { startFuzzUpstream } from '../fuzz/upstream';
 import { readHeader } from '../../src/dicom';
 import { DEFAULT_POLICY, makeDecision } from '../../src/policy';
@@ -75,6 +75,38 @@ describe('what the sender is told stored', () => {
       expect(res.status).toBe(202);
       expect(referencedUids(res.json)).toEqual([readHeader(read('rtdose.dcm'))!.sopInstanceUid]);
       expect(failedItems(res.json)).toEqual([expect.objectContaining({ reason: FAILURE_REASONS.upstream_failed.code })]);
+    } finally {
+      await w.close();
+      await up.close();
+    }
+  });
+});
+
+describe('a request pipelined behind one that is refused with Connection: close', () => {
+  // Its response is queued behind the refusal and never attached to the socket, so it never emits 'close': the
+  // in-flight gauge of its route stayed at 1 for good (found by the fault suite's short-Content-Length case).
+  it('is not counted in flight once the connection is gone', async () => {
+    const up = await startFuzzUpstream();
+    const config = validateConfig({ upstream: { url: up.url }, server: { port: 0, host: '127.0.0.1', stateDir: path.join(tmp, 'state') }, stow: { spoolDir: path.join(tmp, 'spool') } });
+    const w = await startServer(config, { scanner: new FakeScanner(), logger: createLogger('silent') });
+    try {
+      const part = read('MR_small.dcm');
+      const { body } = multipartBody([part], 'bnd');
+      const head = (n: number): string => `POST /dicom-web/studies HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/related; type="application/dicom"; boundary=bnd\r\nContent-Length: ${n}\r\n\r\n`;
+      const cut = Math.floor(body.length / 2);
+      const sock = net.connect(w.port, '127.0.0.1');
+      sock.on('error', () => { /* closed by the server after its answer */ });
+      let answer = '';
+      sock.on('data', (d: Buffer) => { answer += d.toString('latin1'); });
+      await new Promise((r) => sock.once('connect', r));
+      // a Content-Length cutting the first body in half; the rest of the bytes are a whole second STOW-RS request
+      sock.write(head(cut) + body.toString('latin1').slice(0, cut) + head(body.length) + body.toString('latin1'), 'latin1');
+      await new Promise<void>((r) => { sock.once('close', () => r()); setTimeout(() => r(), 5000); });
+      expect(answer.match(/HTTP\/1\.1 \d+/g)).toEqual(['HTTP/1.1 400']);
+      const ctx = w.wardenApp.ctx;
+      const end = Date.now() + 5000;
+      while ((ctx.inflight.stow !== 0 || ctx.activeStow !== 0) && Date.now() < end) await sleep(25);
+      expect({ inflight: ctx.inflight.stow, activeStow: ctx.activeStow }).toEqual({ inflight: 0, activeStow: 0 });
     } finally {
       await w.close();
       await up.close();
