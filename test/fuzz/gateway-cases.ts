@@ -207,11 +207,14 @@ function stowRequest(rng: Rng, seeds: SeedFile[], what: string[], opts: { simple
   if (!opts.simple && rng.chance(0.12)) { path = rng.pick(STOW_PATHS); what.push(`path:${path}`); }
   raw.head = headLines('POST', path, headers);
   switch (behaviour) {
-    case 'dribble': raw.pieceBytes = rng.pick([1, 13, 512, 8192]); raw.gapMs = rng.pick([0, 0, 1]); if (raw.pieceBytes === 1) raw.pieceBytes = 97; break;
+    // at most ~400 pieces, so a dribbling client stays well inside the case deadline
+    case 'dribble': raw.pieceBytes = Math.max(rng.pick([1, 13, 512, 8192]), Math.ceil((raw.head.length + total) / 400)); raw.gapMs = rng.pick([0, 0, 1]); break;
     case 'abort': raw.abortAfter = raw.head.length + rng.below(Math.max(1, total)); raw.pieceBytes = rng.pick([0, 4096]); clientAborts = true; break;
     case 'abortInHead': raw.abortAfter = rng.below(raw.head.length); clientAborts = true; break;
     case 'stall': raw.stallAfter = raw.head.length + rng.below(Math.max(1, total)); raw.stallMs = rng.pick([800, 1500]); intact = false; break;
-    case 'halfClose': raw.endAfterWrite = true; break;
+    // Node's HTTP server ends the socket when the client half-closes (httpAllowHalfOpen is false): the answer may be
+    // lost, like an aborting client's, though the request is still processed
+    case 'halfClose': raw.endAfterWrite = true; clientAborts = true; break;
     default: break;
   }
   if (behaviour !== 'whole') what.push(`client:${behaviour}`);
