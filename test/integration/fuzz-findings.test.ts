@@ -22,9 +22,9 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'warden-fuzz-findings-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function withGateway(fn: (w: RunningServer) => Promise<void>): Promise<void> {
+async function withGateway(fn: (w: RunningServer) => Promise<void>, extra: Record<string, unknown> = {}): Promise<void> {
   const sink = await startSink();
-  const config = validateConfig({ upstream: { url: sink.url }, server: { port: 0, host: '127.0.0.1', stateDir: path.join(tmp, 'state') }, stow: { spoolDir: path.join(tmp, 'spool') } });
+  const config = validateConfig({ ...extra, upstream: { url: sink.url }, server: { port: 0, host: '127.0.0.1', stateDir: path.join(tmp, 'state') }, stow: { spoolDir: path.join(tmp, 'spool') } });
   const w = await startServer(config, { scanner: new FakeScanner(), logger: createLogger('silent') });
   try { await fn(w); } finally { await w.close(); await sink.close(); }
   expect(sink.requests).toEqual([]);
@@ -79,6 +79,17 @@ describe('what the sender is told stored', () => {
       await w.close();
       await up.close();
     }
+  });
+});
+
+describe('a path that does not percent-decode', () => {
+  it('is refused as a path (400 PATH_REFUSED), not answered 500, on every route', async () => {
+    await withGateway(async (w) => {
+      for (const p of ['/dicom-web/studies/%zz', '/dicom-web/studies/1.2/series/%E0%A4%A', '/dicom-web/instances%']) {
+        const res = await fetch(`${w.url}${p}`, { headers: { accept: 'multipart/related; type="application/dicom"' } });
+        expect({ p, status: res.status, body: await res.json() }).toEqual({ p, status: 400, body: { error: expect.objectContaining({ code: 'PATH_REFUSED' }) } });
+      }
+    }, { wado: { scan: true } });
   });
 });
 
