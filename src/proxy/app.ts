@@ -5,7 +5,7 @@ import { publish } from '../core/events';
 import type { WardenConfig } from '../config';
 import { bearerAuth } from './auth';
 import type { AppContext, AppDeps } from './context';
-import { sendError } from './http-errors';
+import { lingeringClose, sendError } from './http-errors';
 import { handlePassThrough } from './passthrough';
 import { canonicalPaths, isDicomwebResource } from './paths';
 import { MemoryBudget } from './spool';
@@ -38,6 +38,7 @@ export function buildApp(config: WardenConfig, deps: AppDeps): WardenApp {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  app.use(lingeringClose());
   app.use(helmet({ contentSecurityPolicy: false, crossOriginResourcePolicy: false }));
   app.use(canonicalPaths());
 
