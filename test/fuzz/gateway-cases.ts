@@ -211,7 +211,7 @@ function stowRequest(rng: Rng, seeds: SeedFile[], what: string[], opts: { simple
     case 'dribble': raw.pieceBytes = Math.max(rng.pick([1, 13, 512, 8192]), Math.ceil((raw.head.length + total) / 400)); raw.gapMs = rng.pick([0, 0, 1]); break;
     case 'abort': raw.abortAfter = raw.head.length + rng.below(Math.max(1, total)); raw.pieceBytes = rng.pick([0, 4096]); clientAborts = true; break;
     case 'abortInHead': raw.abortAfter = rng.below(raw.head.length); clientAborts = true; break;
-    case 'stall': raw.stallAfter = raw.head.length + rng.below(Math.max(1, total)); raw.stallMs = rng.pick([800, 1500]); intact = false; break;
+    case 'stall': raw.stallAfter = raw.head.length + rng.below(Math.max(1, total)); raw.stallMs = rng.pick([300, 700]); // below and above the gateway's 500 ms body idle limit intact = false; break;
     // Node's HTTP server ends the socket when the client half-closes (httpAllowHalfOpen is false): the answer may be
     // lost, like an aborting client's, though the request is still processed
     case 'halfClose': raw.endAfterWrite = true; clientAborts = true; break;

@@ -38,7 +38,7 @@ async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warden-fuzz-gw-'));
   const upstreamUrl = process.env.FUZZ_UPSTREAM_URL!;
   const config = validateConfig({
-    upstream: { url: upstreamUrl, timeoutMs: 1500 },
+    upstream: { url: upstreamUrl, timeoutMs: 800 },
     server: { port: 0, host: '127.0.0.1', stateDir: path.join(dir, 'state'), shutdownGraceMs: 2000, requestTimeoutMs: 30000, headersTimeoutMs: 10000 },
     auth: { dicomwebToken: FUZZ_TOKEN },
     limits: {
