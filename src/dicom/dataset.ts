@@ -7,7 +7,7 @@ import * as zlib from 'node:zlib';
 import dcmjs from 'dcmjs';
 import { WardenError } from '../core/errors';
 import type { DecodeLimits } from './limits';
-import './dcmjs-bounds';
+import { TooManyElementsError, withElementBudget } from './dcmjs-bounds';
 import { MAX_ITEM_NESTING, itemNestingDepth } from './nesting';
 
 dcmjs.log.setLevel('error');
@@ -140,6 +140,9 @@ function guessSyntax(u8: Uint8Array, p: number): string | undefined {
 /** Classifies an exception thrown by dcmjs while reading elements. */
 function parseError(err: unknown, truncatedHint: boolean): WardenError {
   if (err instanceof WardenError) return err;
+  if (err instanceof TooManyElementsError) {
+    return new WardenError('IMAGE_TOO_LARGE', `The dataset holds more than ${err.limit} elements (the decoder's maxElements).`, { cause: err });
+  }
   const msg = err instanceof Error ? err.message : String(err);
   if (truncatedHint || err instanceof RangeError
     || /outside the bounds|out of range|beyond|end of|past end|more than currently allocated/i.test(msg)) {
@@ -251,7 +254,7 @@ function openDataset(bytes: Uint8Array, limits: DecodeLimits, prefix: boolean): 
 export function readDatasetHead(bytes: Uint8Array, untilTag: string, limits: DecodeLimits): { dict: Dict; meta: { transferSyntaxUid?: string; mediaStorageSopClassUid?: string; mediaStorageSopInstanceUid?: string } } {
   const opened = openDataset(bytes, limits, true);
   const stream = new dcmjs.data.ReadBufferStream(opened.body, opened.littleEndian, { start: null, stop: null, noCopy: true });
-  const dict = dcmjs.data.DicomMessage._read(stream, opened.readSyntax, { ignoreErrors: true, untilTag, includeUntilTagValue: true, stopOnGreaterTag: true }) as Dict;
+  const dict = withElementBudget(limits.maxElements, () => dcmjs.data.DicomMessage._read(stream, opened.readSyntax, { ignoreErrors: true, untilTag, includeUntilTagValue: true, stopOnGreaterTag: true }) as Dict);
   const m = opened.meta;
   return {
     dict,
@@ -275,12 +278,12 @@ export function parseDataset(bytes: Uint8Array, limits: DecodeLimits): ParsedDat
   const read = (ignoreErrors: boolean) => {
     const stream = new dcmjs.data.ReadBufferStream(body, littleEndian, { start: null, stop: null, noCopy: false });
     try {
-      const dict = dcmjs.data.DicomMessage._read(stream, readSyntax, {
+      const dict = withElementBudget(limits.maxElements, () => dcmjs.data.DicomMessage._read(stream, readSyntax, {
         ignoreErrors,
         untilTag: null,
         includeUntilTagValue: false,
         stopOnGreaterTag: false,
-      }) as Dict;
+      }) as Dict);
       return { dict, stream };
     } catch (err) {
       throw parseError(err, stream.offset >= body.byteLength);

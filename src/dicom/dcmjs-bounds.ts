@@ -30,3 +30,41 @@ function boundReads(): void {
 }
 
 boundReads();
+
+/**
+ * The element budget of the dcmjs read in progress (dcmjs reads synchronously, nested datasets included, so one
+ * process-wide counter serves): withElementBudget(n, read) lets `read` parse at most n elements, then throws.
+ */
+const budget = { limit: Number.POSITIVE_INFINITY, left: Number.POSITIVE_INFINITY };
+
+export class TooManyElementsError extends RangeError {
+  constructor(readonly limit: number) {
+    super(`more than ${limit} elements`);
+    this.name = 'TooManyElementsError';
+  }
+}
+
+export function withElementBudget<T>(limit: number, read: () => T): T {
+  const outer = { ...budget };
+  budget.limit = limit;
+  budget.left = limit;
+  try {
+    return read();
+  } finally {
+    Object.assign(budget, outer);
+  }
+}
+
+function countElements(): void {
+  const message = (dcmjs as unknown as { data: { DicomMessage: Record<string | symbol, unknown> } }).data.DicomMessage;
+  const readTag = message._readTag;
+  if (typeof readTag !== 'function') throw new Error('dcmjs changed: DicomMessage._readTag is gone; re-check src/dicom/dcmjs-bounds.ts');
+  if (message[BOUNDED]) return;
+  message._readTag = function countedReadTag(this: unknown, ...args: unknown[]): unknown {
+    if (--budget.left < 0) throw new TooManyElementsError(budget.limit);
+    return (readTag as (...a: unknown[]) => unknown).apply(this, args);
+  };
+  message[BOUNDED] = true;
+}
+
+countElements();

@@ -9,6 +9,7 @@ import dcmjs from 'dcmjs';
 import { decodeInstance, isSkipped, readHeader } from '../../src/dicom';
 import { MAX_ITEM_NESTING } from '../../src/dicom/nesting';
 import { INFLATE_MAX_RATIO } from '../../src/dicom/dataset';
+import { DEFAULT_DECODE_LIMITS } from '../../src/dicom';
 import { isWardenError } from '../../src/core/errors';
 
 const LONG = new Set(['OB', 'OW', 'SQ', 'UN', 'UT']);
@@ -145,5 +146,20 @@ describe('deflated datasets', () => {
     const file = part10(zlib.deflateRawSync(image()), DEFLATED);
     expect(await ending(file)).toBe('decoded');
     expect(readHeader(file)).toMatchObject({ sopInstanceUid: '1.2.3.4.5.6.7.8.9', transferSyntaxUid: DEFLATED, rows: 8 });
+  });
+});
+
+describe('datasets of very many elements', () => {
+  /** `n` empty private elements (8 bytes each): dcmjs spends microseconds on each, on the event loop. */
+  const spam = (n: number): Buffer => Buffer.concat(Array.from({ length: n }, (_, i) => el(0x0009, 0x1000 + (i % 0xefff), 'LO', Buffer.alloc(0))));
+
+  it('are refused past maxElements by the decoder, and read no further by the header reader', async () => {
+    const file = part10(image(spam(DEFAULT_DECODE_LIMITS.maxElements + 10)));
+    await expect(decodeInstance(file)).rejects.toMatchObject({ code: 'IMAGE_TOO_LARGE', message: expect.stringContaining(`more than ${DEFAULT_DECODE_LIMITS.maxElements} elements`) });
+    const header = readHeader(file)!;
+    expect(header.sopInstanceUid).toBe('1.2.3.4.5.6.7.8.9'); // read before the flood
+    expect(header.rows).toBeUndefined(); // never reached
+    await expect(decodeInstance(part10(image(spam(50))), { maxElements: 40 })).rejects.toMatchObject({ code: 'IMAGE_TOO_LARGE' });
+    expect(await ending(part10(image(spam(50))))).toBe('decoded');
   });
 });
