@@ -380,6 +380,20 @@ async function startWardenProcess(port: number): Promise<WardenProcess> {
 
 const ownSpoolDirs = (pid: number): string[] => (fs.existsSync(spoolBase) ? fs.readdirSync(spoolBase).filter((n) => n.startsWith(`${pid}-`)) : []);
 
+/** `warden serve` started again on `port`: `check` it, then a normal STOW-RS is stored byte-exact; stopped with SIGTERM. */
+async function restartedServes(port: number, check: (w: WardenProcess) => void = () => {}): Promise<void> {
+  const again = await startWardenProcess(port);
+  try {
+    check(again);
+    const fresh = instances(1);
+    expect((await stow(`${again.url}/dicom-web/studies`, fresh)).status).toBe(200);
+    expect(await held(fresh)).toEqual(['exact']);
+  } finally {
+    again.child.kill('SIGTERM');
+    await again.exited;
+  }
+}
+
 describe('Warden killed', () => {
   it('SIGTERM past its grace: the open STOW is cut, nothing half-stored, its spool removed; the restarted gateway serves', async () => {
     const port = await freePort();
@@ -401,15 +415,7 @@ describe('Warden killed', () => {
     } finally {
       w.child.kill('SIGKILL');
     }
-    const again = await startWardenProcess(port);
-    try {
-      const fresh = instances(1);
-      expect((await stow(`${again.url}/dicom-web/studies`, fresh)).status).toBe(200);
-      expect(await held(fresh)).toEqual(['exact']);
-    } finally {
-      again.child.kill('SIGTERM');
-      await again.exited;
-    }
+    await restartedServes(port);
   });
 
   it('SIGKILL mid-STOW: the spooled patient data stays until the next start removes it; nothing half-stored; the gateway serves', async () => {
@@ -426,17 +432,10 @@ describe('Warden killed', () => {
     const left = ownSpoolDirs(w.child.pid!);
     expect(left).toHaveLength(1); // a killed process cleans nothing: its spooled part is still on disk…
     expect(await held(parts)).toEqual(['absent']);
-    const again = await startWardenProcess(port);
-    try {
+    await restartedServes(port, (again) => {
       expect(again.log()).toMatch(/"event":"spool_stale_removed"/); // …until the next start removes it
       expect(ownSpoolDirs(w.child.pid!)).toEqual([]);
-      const fresh = instances(1);
-      expect((await stow(`${again.url}/dicom-web/studies`, fresh)).status).toBe(200);
-      expect(await held(fresh)).toEqual(['exact']);
-    } finally {
-      again.child.kill('SIGTERM');
-      await again.exited;
-    }
+    });
     expect(fs.readdirSync(spoolBase)).toEqual([]);
   });
 });
