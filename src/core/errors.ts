@@ -37,7 +37,7 @@ export const ERROR_CATALOGUE = {
   FORBIDDEN: { kind: 'client', status: 403, summary: 'The credentials are valid but do not carry the role this route needs.' },
   NOT_FOUND: { kind: 'client', status: 404, summary: 'No route matches the request path.' },
   METHOD_NOT_ALLOWED: { kind: 'client', status: 405, summary: 'The route does not support the request method.' },
-  PATH_REFUSED: { kind: 'client', status: 400, summary: 'The request path is not a canonical DICOMweb path (dot segments or encoded separators).' },
+  PATH_REFUSED: { kind: 'client', status: 400, summary: 'The request path is not a canonical DICOMweb path (dot segments, encoded separators or malformed percent-encoding).' },
   HTTP_MALFORMED: { kind: 'client', status: 400, summary: 'The HTTP request is malformed (its framing or headers cannot be read).' },
   REQUEST_TIMEOUT: { kind: 'client', status: 408, summary: 'The request (or its body) did not arrive within the configured time.' },
   MULTIPART_MALFORMED: { kind: 'input', status: 400, summary: 'The multipart/related body is malformed.' },

@@ -73,7 +73,7 @@ export type ReasonSignal = Signal | 'scope' | 'error' | 'study' | 'input';
 /**
  * One structured reason of a Decision. Stable `code`s (docs/architecture.md): `detected` (a signal's combined p-value
  * at or below a threshold; `detector`, `pValue`, `threshold` set), `out_of_scope`, `not_an_image`, `no_detectors`,
- * `study_rule`, `not_part10`, `part_content_type`, `too_large`, `study_mismatch`, `no_decision_detector`, or an
+ * `study_rule`, `not_part10`, `part_content_type`, `too_large`, `study_mismatch`, `duplicate_instance`, `no_decision_detector`, or an
  * ErrorCode for signal `error`.
  */
 export interface Reason {

@@ -7,6 +7,8 @@ import * as zlib from 'node:zlib';
 import dcmjs from 'dcmjs';
 import { WardenError } from '../core/errors';
 import type { DecodeLimits } from './limits';
+import { TooManyElementsError, withElementBudget } from './dcmjs-bounds';
+import { MAX_ITEM_NESTING, itemNestingDepth } from './nesting';
 
 dcmjs.log.setLevel('error');
 // "Invalid vr type ox - using OW" and friends: expected on implicit-VR pixel data, not actionable.
@@ -20,6 +22,15 @@ export const UID = {
 } as const;
 
 export const MEDIA_STORAGE_DIRECTORY = '1.2.840.10008.1.3.10';
+
+/**
+ * A deflated dataset may inflate to at most INFLATE_MAX_RATIO times its compressed size (or INFLATE_FLOOR_BYTES,
+ * whichever is larger), within maxBytes. Real deflated DICOM compresses 1.5–4× (the corpus); a decompression bomb
+ * compresses ~1000× and, as millions of empty elements, costs dcmjs seconds of main-thread CPU per inflated 10 MB
+ * (found by `npm run fuzz`: a 49 KB upload inflating to 48 MiB took 12 s to refuse).
+ */
+export const INFLATE_MAX_RATIO = 64;
+export const INFLATE_FLOOR_BYTES = 4 * 1024 * 1024;
 
 export interface Element {
   vr: string;
@@ -62,6 +73,7 @@ interface MetaInfo {
   end: number;
   transferSyntaxUid?: string;
   mediaStorageSopClassUid?: string;
+  mediaStorageSopInstanceUid?: string;
 }
 
 /** Reads the explicit-VR-LE group 0002 elements starting at `start`. Never trusts (0002,0000). */
@@ -70,6 +82,7 @@ function readFileMeta(u8: Uint8Array, start: number): MetaInfo {
   let p = start;
   let ts: string | undefined;
   let sop: string | undefined;
+  let instance: string | undefined;
   while (p + 8 <= u8.length) {
     const group = dv.getUint16(p, true);
     if (group !== 0x0002) break;
@@ -96,9 +109,10 @@ function readFileMeta(u8: Uint8Array, start: number): MetaInfo {
     }
     if (elem === 0x0010) ts = ascii(u8, p + hdr, len).replace(/[\0 ]+$/, '').trim();
     if (elem === 0x0002) sop = ascii(u8, p + hdr, len).replace(/[\0 ]+$/, '').trim();
+    if (elem === 0x0003) instance = ascii(u8, p + hdr, len).replace(/[\0 ]+$/, '').trim();
     p += hdr + len;
   }
-  return { end: p, transferSyntaxUid: ts || undefined, mediaStorageSopClassUid: sop || undefined };
+  return { end: p, transferSyntaxUid: ts || undefined, mediaStorageSopClassUid: sop || undefined, mediaStorageSopInstanceUid: instance || undefined };
 }
 
 /** Guesses the encoding of a dataset that starts at `p` (no File Meta, or no Transfer Syntax UID in it). */
@@ -126,6 +140,9 @@ function guessSyntax(u8: Uint8Array, p: number): string | undefined {
 /** Classifies an exception thrown by dcmjs while reading elements. */
 function parseError(err: unknown, truncatedHint: boolean): WardenError {
   if (err instanceof WardenError) return err;
+  if (err instanceof TooManyElementsError) {
+    return new WardenError('IMAGE_TOO_LARGE', `The dataset holds more than ${err.limit} elements (the decoder's maxElements).`, { cause: err });
+  }
   const msg = err instanceof Error ? err.message : String(err);
   if (truncatedHint || err instanceof RangeError
     || /outside the bounds|out of range|beyond|end of|past end|more than currently allocated/i.test(msg)) {
@@ -134,8 +151,28 @@ function parseError(err: unknown, truncatedHint: boolean): WardenError {
   return new WardenError('DICOM_MALFORMED', 'The DICOM dataset could not be parsed.', { cause: err });
 }
 
-/** Parses Part-10 bytes (or a raw dataset) into a dcmjs element dictionary. */
-export function parseDataset(bytes: Uint8Array, limits: DecodeLimits): ParsedDataset {
+/** The dataset's bytes, ready for dcmjs: File Meta read, syntax known (or guessed), inflated, nesting checked. */
+interface OpenedDataset {
+  transferSyntaxUid: string;
+  guessedSyntax: boolean;
+  littleEndian: boolean;
+  /** The syntax dcmjs reads the body with. */
+  readSyntax: string;
+  vrMismatch: boolean;
+  body: ArrayBuffer;
+  meta?: MetaInfo;
+  /** A DICOMDIR: the body is not read (see parseDataset). */
+  directory?: true;
+}
+
+/**
+ * Reads the File Meta, settles the transfer syntax and hands back the dataset's bytes (inflated for Deflated
+ * Explicit VR LE, within maxBytes and INFLATE_MAX_RATIO). `prefix`: the bytes may be the first part of a longer file
+ * (the header reader), so a deflate stream may stop short. The one way into a dataset for both the decoder and the
+ * header reader, so both read the same bytes the same way.
+ * @throws WardenError NOT_DICOM, DICOM_TRUNCATED, DICOM_MALFORMED, IMAGE_TOO_LARGE
+ */
+function openDataset(bytes: Uint8Array, limits: DecodeLimits, prefix: boolean): OpenedDataset {
   const u8 = bytes;
   let p: number;
   let meta: MetaInfo | undefined;
@@ -154,10 +191,9 @@ export function parseDataset(bytes: Uint8Array, limits: DecodeLimits): ParsedDat
     }
   }
   let ts = meta?.transferSyntaxUid;
-  if (meta?.mediaStorageSopClassUid === MEDIA_STORAGE_DIRECTORY) {
-    // DICOMDIR: nothing to scan; do not parse its (often large, offset-laden) record sequence
-    return { transferSyntaxUid: ts ?? '', guessedSyntax: false, littleEndian: true, dict: {}, truncated: false,
-      mediaStorageSopClassUid: MEDIA_STORAGE_DIRECTORY };
+  if (meta?.mediaStorageSopClassUid === MEDIA_STORAGE_DIRECTORY && !prefix) {
+    return { transferSyntaxUid: ts ?? '', guessedSyntax: false, littleEndian: true, readSyntax: UID.ExplicitVRLittleEndian, vrMismatch: false,
+      body: new ArrayBuffer(0), meta, directory: true };
   }
   let guessed = false;
   if (!ts) {
@@ -178,11 +214,13 @@ export function parseDataset(bytes: Uint8Array, limits: DecodeLimits): ParsedDat
   let body: ArrayBuffer;
   if (ts === UID.DeflatedExplicitVRLittleEndian) {
     let inflated: Buffer;
+    const compressed = u8.subarray(p);
+    const maxInflated = Math.min(limits.maxBytes, Math.max(INFLATE_FLOOR_BYTES, INFLATE_MAX_RATIO * compressed.length));
     try {
-      inflated = zlib.inflateRawSync(u8.subarray(p), { maxOutputLength: limits.maxBytes });
+      inflated = zlib.inflateRawSync(compressed, { maxOutputLength: maxInflated, ...(prefix ? { finishFlush: zlib.constants.Z_SYNC_FLUSH } : {}) });
     } catch (err) {
       if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) {
-        throw new WardenError('IMAGE_TOO_LARGE', `The inflated dataset exceeds the ${limits.maxBytes}-byte limit.`, { cause: err });
+        throw new WardenError('IMAGE_TOO_LARGE', `The deflated dataset inflates to more than ${maxInflated} bytes (the decoder's maxBytes, or ${INFLATE_MAX_RATIO} times its compressed size).`, { cause: err });
       }
       throw new WardenError('DICOM_MALFORMED', 'The deflated dataset could not be inflated.', { cause: err });
     }
@@ -192,6 +230,9 @@ export function parseDataset(bytes: Uint8Array, limits: DecodeLimits): ParsedDat
   }
 
   const littleEndian = ts !== UID.ExplicitVRBigEndian;
+  if (itemNestingDepth(new Uint8Array(body), littleEndian) > MAX_ITEM_NESTING) {
+    throw new WardenError('DICOM_MALFORMED', `The dataset nests sequence items more than ${MAX_ITEM_NESTING} levels deep.`);
+  }
   // Everything that is not implicit LE or explicit BE is read as explicit LE (encapsulated syntaxes too).
   let readSyntax: string = ts === UID.ImplicitVRLittleEndian || ts === UID.ExplicitVRBigEndian ? ts : UID.ExplicitVRLittleEndian;
   // pydicom's rule: a dataset declared explicit whose first element has no VR letters is read as implicit LE.
@@ -201,15 +242,48 @@ export function parseDataset(bytes: Uint8Array, limits: DecodeLimits): ParsedDat
     readSyntax = UID.ImplicitVRLittleEndian;
     vrMismatch = true;
   }
+  return { transferSyntaxUid: ts, guessedSyntax: guessed, littleEndian, readSyntax, vrMismatch, body, ...(meta ? { meta } : {}) };
+}
+
+/**
+ * The elements of a dataset up to and including `untilTag` (and nothing past a greater tag), read leniently from
+ * what `bytes` holds (a prefix of the file is fine): for the header reader. The File Meta's own values come back
+ * with it.
+ * @throws WardenError as openDataset (the caller treats any as "no header")
+ */
+export function readDatasetHead(bytes: Uint8Array, untilTag: string, limits: DecodeLimits): { dict: Dict; meta: { transferSyntaxUid?: string; mediaStorageSopClassUid?: string; mediaStorageSopInstanceUid?: string } } {
+  const opened = openDataset(bytes, limits, true);
+  const stream = new dcmjs.data.ReadBufferStream(opened.body, opened.littleEndian, { start: null, stop: null, noCopy: true });
+  const dict = withElementBudget(limits.maxElements, () => dcmjs.data.DicomMessage._read(stream, opened.readSyntax, { ignoreErrors: true, untilTag, includeUntilTagValue: true, stopOnGreaterTag: true }) as Dict);
+  const m = opened.meta;
+  return {
+    dict,
+    meta: {
+      ...(m?.transferSyntaxUid ? { transferSyntaxUid: m.transferSyntaxUid } : {}),
+      ...(m?.mediaStorageSopClassUid ? { mediaStorageSopClassUid: m.mediaStorageSopClassUid } : {}),
+      ...(m?.mediaStorageSopInstanceUid ? { mediaStorageSopInstanceUid: m.mediaStorageSopInstanceUid } : {}),
+    },
+  };
+}
+
+/** Parses Part-10 bytes (or a raw dataset) into a dcmjs element dictionary. */
+export function parseDataset(bytes: Uint8Array, limits: DecodeLimits): ParsedDataset {
+  const opened = openDataset(bytes, limits, false);
+  const { meta, transferSyntaxUid: ts, guessedSyntax: guessed, littleEndian, readSyntax, vrMismatch, body } = opened;
+  if (opened.directory) {
+    // DICOMDIR: nothing to scan; do not parse its (often large, offset-laden) record sequence
+    return { transferSyntaxUid: ts, guessedSyntax: false, littleEndian: true, dict: {}, truncated: false,
+      mediaStorageSopClassUid: MEDIA_STORAGE_DIRECTORY };
+  }
   const read = (ignoreErrors: boolean) => {
     const stream = new dcmjs.data.ReadBufferStream(body, littleEndian, { start: null, stop: null, noCopy: false });
     try {
-      const dict = dcmjs.data.DicomMessage._read(stream, readSyntax, {
+      const dict = withElementBudget(limits.maxElements, () => dcmjs.data.DicomMessage._read(stream, readSyntax, {
         ignoreErrors,
         untilTag: null,
         includeUntilTagValue: false,
         stopOnGreaterTag: false,
-      }) as Dict;
+      }) as Dict);
       return { dict, stream };
     } catch (err) {
       throw parseError(err, stream.offset >= body.byteLength);

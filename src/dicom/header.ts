@@ -1,4 +1,5 @@
-import * as dcmjs from 'dcmjs';
+import { readDatasetHead } from './dataset';
+import { DEFAULT_DECODE_LIMITS } from './limits';
 import { TAG } from './tags';
 
 /**
@@ -38,13 +39,6 @@ export function decodedBytesEstimate(id: InstanceHeader | null, partBytes: numbe
   return id.rows * id.columns * (id.samplesPerPixel ?? 1) * (id.frames ?? 1) * 4;
 }
 
-let quiet = false;
-function quietDcmjs(): void {
-  if (quiet) return;
-  quiet = true;
-  try { (dcmjs as { log?: { setLevel?: (l: string) => void } }).log?.setLevel?.('silent'); } catch { /* older dcmjs */ }
-}
-
 const clean = (v: unknown): string | undefined => {
   if (typeof v !== 'string') return undefined;
   const s = v.replace(/[\0 ]+$/, '').trim();
@@ -55,33 +49,31 @@ function valueOf(dict: Record<string, { Value?: unknown[] }> | undefined, tag: s
   return clean(dict?.[tag]?.Value?.[0]);
 }
 
-/** Returns null when the bytes are not a Part-10 file (no preamble + "DICM"). */
+/**
+ * Returns null when the bytes are not a Part-10 file (no preamble + "DICM"), and an empty header when nothing can be
+ * read. The dataset is opened exactly as the decoder opens it (src/dicom/dataset.ts: the same File Meta reader,
+ * syntax rules, bounded inflate and nesting check), so the header the proxy reports and routes by comes from the
+ * same reading of the bytes as the pixels it scans.
+ */
 export function readHeader(bytes: Uint8Array): InstanceHeader | null {
   if (bytes.length < 132 || bytes[128] !== 0x44 || bytes[129] !== 0x49 || bytes[130] !== 0x43 || bytes[131] !== 0x4d) return null;
-  quietDcmjs();
-  const ab = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
-    ? (bytes.buffer as ArrayBuffer)
-    : (bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer);
   try {
-    const dicomDict = dcmjs.data.DicomMessage.readFile(ab, {
-      ignoreErrors: true, untilTag: TAG.BitsAllocated, stopOnGreaterTag: true, includeUntilTagValue: true, noCopy: true,
-    });
-    const meta = dicomDict.meta as Record<string, { Value?: unknown[] }>;
-    const dict = dicomDict.dict as Record<string, { Value?: unknown[] }>;
+    const { dict, meta } = readDatasetHead(bytes, TAG.BitsAllocated, DEFAULT_DECODE_LIMITS);
+    const d = dict as Record<string, { Value?: unknown[] }>;
     return {
-      sopClassUid: valueOf(dict, TAG.SOPClassUID) ?? valueOf(meta, TAG.MediaStorageSOPClassUID),
-      sopInstanceUid: valueOf(dict, TAG.SOPInstanceUID) ?? valueOf(meta, TAG.MediaStorageSOPInstanceUID),
-      studyInstanceUid: valueOf(dict, TAG.StudyInstanceUID),
-      seriesInstanceUid: valueOf(dict, TAG.SeriesInstanceUID),
-      transferSyntaxUid: valueOf(meta, TAG.TransferSyntaxUID),
-      rows: num(dict, TAG.Rows),
-      columns: num(dict, TAG.Columns),
-      frames: num(dict, TAG.NumberOfFrames),
-      samplesPerPixel: num(dict, TAG.SamplesPerPixel),
-      bitsAllocated: num(dict, TAG.BitsAllocated),
-      modality: valueOf(dict, TAG.Modality),
-      photometricInterpretation: valueOf(dict, TAG.PhotometricInterpretation),
-      bodyPartExamined: valueOf(dict, TAG.BodyPartExamined),
+      sopClassUid: valueOf(d, TAG.SOPClassUID) ?? clean(meta.mediaStorageSopClassUid),
+      sopInstanceUid: valueOf(d, TAG.SOPInstanceUID) ?? clean(meta.mediaStorageSopInstanceUid),
+      studyInstanceUid: valueOf(d, TAG.StudyInstanceUID),
+      seriesInstanceUid: valueOf(d, TAG.SeriesInstanceUID),
+      transferSyntaxUid: clean(meta.transferSyntaxUid),
+      rows: num(d, TAG.Rows),
+      columns: num(d, TAG.Columns),
+      frames: num(d, TAG.NumberOfFrames),
+      samplesPerPixel: num(d, TAG.SamplesPerPixel),
+      bitsAllocated: num(d, TAG.BitsAllocated),
+      modality: valueOf(d, TAG.Modality),
+      photometricInterpretation: valueOf(d, TAG.PhotometricInterpretation),
+      bodyPartExamined: valueOf(d, TAG.BodyPartExamined),
     };
   } catch {
     return {};

@@ -8,6 +8,11 @@ export interface DecodeLimits {
   maxFrames: number;
   /** Largest rows × columns × frames over the instance (the output holds 4 bytes per sample). */
   maxTotalPixels: number;
+  /**
+   * Most elements (nested ones included) dcmjs may read from one dataset. It spends microseconds per element on the
+   * event loop, so a few megabytes of empty elements cost seconds; the corpus' largest dataset has 1,246.
+   */
+  maxElements: number;
 }
 
 export const DEFAULT_DECODE_LIMITS: DecodeLimits = Object.freeze({
@@ -15,6 +20,7 @@ export const DEFAULT_DECODE_LIMITS: DecodeLimits = Object.freeze({
   maxPixelsPerFrame: 64 * 1024 * 1024,
   maxFrames: 4096,
   maxTotalPixels: 128 * 1024 * 1024,
+  maxElements: 100_000,
 });
 
 export function resolveLimits(partial?: Partial<DecodeLimits>): DecodeLimits {

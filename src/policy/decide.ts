@@ -9,7 +9,7 @@ import type { Combine, ErrorClass, Policy, SignalPolicy } from './schema';
  */
 
 /** Why a request part cannot be an instance at all (the proxy saw it before any decode). */
-export type PartRejection = 'not_part10' | 'part_content_type' | 'too_large' | 'study_mismatch';
+export type PartRejection = 'not_part10' | 'part_content_type' | 'too_large' | 'study_mismatch' | 'duplicate_instance';
 
 export type InstanceOutcome =
   /** `byPixels`: scanned although its tags put it out of scope, because its pixels fit the model. */

@@ -7,7 +7,7 @@ import type { WardenConfig } from '../config';
 import { principalOf, requireRole } from './auth';
 import { forwardInstance } from './forward';
 import type { AppContext, AppDeps } from './context';
-import { sendError } from './http-errors';
+import { lingeringClose, sendError } from './http-errors';
 import { handlePassThrough } from './passthrough';
 import { canonicalPaths, isDicomwebResource } from './paths';
 import { MemoryBudget } from './spool';
@@ -39,15 +39,20 @@ export function buildApp(config: WardenConfig, deps: AppDeps): WardenApp {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  app.use(lingeringClose());
   app.use(helmet({ contentSecurityPolicy: false, crossOriginResourcePolicy: false }));
   app.use(canonicalPaths());
 
-  const track = (route: string) => (_req: Request, res: Response, next: NextFunction): void => {
+  const track = (route: string) => (req: Request, res: Response, next: NextFunction): void => {
     ctx.inflight[route] = (ctx.inflight[route] ?? 0) + 1;
     let done = false;
-    const end = (): void => { if (!done) { done = true; ctx.inflight[route]--; } };
+    const socket = req.socket;
+    const end = (): void => { if (!done) { done = true; ctx.inflight[route]--; socket.off('close', end); } };
     res.on('finish', end);
     res.on('close', end);
+    // a request pipelined behind one whose connection then closed never gets its response's 'close' (its response
+    // was queued, never attached to the socket): the socket's own 'close' ends it (found by the fault suite)
+    socket.once('close', end);
     next();
   };
 

@@ -19,6 +19,8 @@ export const FAILURE_REASONS = {
   too_large: { code: 0xa700, text: 'out of resources: the instance exceeds limits.maxInstanceBytes' },
   /** POST …/studies/{study} with an instance of another study. */
   study_mismatch: { code: 0xa900, text: 'the StudyInstanceUID of the instance differs from the study in the request URL' },
+  /** Another part of the same STOW-RS request carries the same SOP Instance UID (the upstream keeps one of them). */
+  duplicate_instance: { code: 0xc0a4, text: 'refused: an earlier part of this request carries the same SOP Instance UID' },
   /** The upstream refused or did not confirm the instance. */
   upstream_failed: { code: 0x0110, text: 'processing failure: the upstream server did not store the instance' },
 } as const;
@@ -35,6 +37,7 @@ export function failureCauseOf(decision: Decision): FailureCause | undefined {
   if (first.signal === 'input') {
     if (first.code === 'too_large') return 'too_large';
     if (first.code === 'study_mismatch') return 'study_mismatch';
+    if (first.code === 'duplicate_instance') return 'duplicate_instance';
     return 'not_dicom';
   }
   if (first.signal === 'error') return 'blocked_by_error_policy';

@@ -64,9 +64,10 @@ export async function forwardStow(ctx: AppContext, req: Request, accepted: Judge
   const outcomes = new Map<number, UpstreamOutcome>();
   for (const p of accepted) {
     const uid = p.header?.sopInstanceUid ?? '';
-    const reason = failed.get(uid);
+    const reason = uid ? failed.get(uid) : undefined;
     if (reason !== undefined) outcomes.set(p.index, { stored: false, failureReason: reason });
-    else if (referenced.has(uid)) outcomes.set(p.index, { stored: true });
+    // an instance without a SOP Instance UID cannot be matched to the upstream's answer: never confirmed
+    else if (uid && referenced.has(uid)) outcomes.set(p.index, { stored: true });
     else outcomes.set(p.index, { stored: false, failureReason: FAILURE_REASONS.upstream_failed.code });
   }
   return { kind: 'answered', status: res.statusCode, outcomes };

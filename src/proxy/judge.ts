@@ -97,6 +97,26 @@ export function applyStudyRule(rt: ScanRuntime, parts: JudgedPart[]): { parts: J
 }
 
 /**
+ * STOW-RS only, after the study rule: a part whose SOP Instance UID an earlier accepted part of the same request
+ * already carries is refused (the policy's `duplicate_instance` rejection). The upstream keeps one instance per
+ * UID and answers per UID, so Warden could not tell the sender which of the two sets of bytes it stored (found by
+ * `npm run fuzz`: two parts with one UID were both reported stored; Orthanc held one).
+ */
+export function rejectDuplicateInstances(rt: ScanRuntime, body: { parts: JudgedPart[]; studies: JudgedPart[][] }): { parts: JudgedPart[]; studies: JudgedPart[][] } {
+  const seen = new Set<string>();
+  const replaced = new Map<number, JudgedPart>();
+  for (const p of body.parts) {
+    const uid = p.header?.sopInstanceUid;
+    if (!uid || p.decision.verdict === 'block') continue;
+    if (seen.has(uid)) replaced.set(p.index, { ...p, decision: decide({ kind: 'rejected', rejection: 'duplicate_instance' }, rt.policy) });
+    else seen.add(uid);
+  }
+  if (replaced.size === 0) return body;
+  const swap = (p: JudgedPart): JudgedPart => replaced.get(p.index) ?? p;
+  return { parts: body.parts.map(swap), studies: body.studies.map((s) => s.map(swap)) };
+}
+
+/**
  * Reads a multipart/related body part by part, judging each part while the rest still streams in, then applies the
  * study rule. Every part created is pushed to `created` as it starts (the caller disposes of them whatever happens).
  * @throws MULTIPART_MALFORMED, BODY_TOO_LARGE (after every started scan has settled)

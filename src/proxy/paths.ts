@@ -17,6 +17,9 @@ export function canonicalPath(rawPath: string): string | WardenError {
   for (const s of segments) {
     const decoded = s.replace(/%2e/gi, '.');
     if (decoded === '.' || decoded === '..') return new WardenError('PATH_REFUSED', 'The request path contains a dot segment (. or ..).');
+    // a segment that does not percent-decode would throw wherever it is decoded later (found by npm run fuzz: a
+    // scanned WADO-RS retrieve of /studies/%zz answered 500)
+    try { decodeURIComponent(s); } catch { return new WardenError('PATH_REFUSED', 'The request path contains a malformed percent-encoding.'); }
   }
   return `/${segments.join('/')}`;
 }

@@ -233,8 +233,14 @@ function readPem(file: string, key: string): Buffer {
  * A request Node's HTTP parser cannot read (conflicting Content-Length and Transfer-Encoding, a Content-Length that
  * lies, bad header syntax) or that did not arrive in time: answered with Warden's JSON error body, then closed.
  */
+const answeredSockets = new WeakSet<Socket>();
+
 function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  // Node's parser reports the same error again for every later chunk the client sends: the answer is already going
+  // out, and destroying the socket now would reset the connection before the client has read it.
+  if (answeredSockets.has(socket)) return;
   if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return; }
+  answeredSockets.add(socket);
   const code: ErrorCode = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'REQUEST_TIMEOUT' : 'HTTP_MALFORMED';
   const e = new WardenError(code, code === 'REQUEST_TIMEOUT'
     ? 'The request did not arrive within server.requestTimeoutMs / server.headersTimeoutMs.'
@@ -242,4 +248,10 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
   const body = JSON.stringify({ error: { code: e.code, message: e.message } });
   const reason = e.status === 408 ? 'Request Timeout' : 'Bad Request';
   socket.end(`HTTP/1.1 ${e.status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  // what the client still sends is read and dropped for a moment (a lingering close), then the socket goes
+  const timer = setTimeout(() => socket.destroy(), CLIENT_ERROR_LINGER_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
 }
+
+const CLIENT_ERROR_LINGER_MS = 1000;

@@ -7,7 +7,7 @@ import { admitScan, refusalHeaders, stowBoundary } from './admission';
 import type { AppContext } from './context';
 import { forwardStow } from './forward';
 import { closeAfterAnswer, sendError } from './http-errors';
-import { ingestAndJudge, type JudgedBody } from './judge';
+import { ingestAndJudge, rejectDuplicateInstances, type JudgedBody } from './judge';
 import { principalOf } from './auth';
 import { reportDecisions, type RequestFacts } from './report';
 import { quarantineBlocked } from './trail';
@@ -47,6 +47,7 @@ export async function handleStow(ctx: AppContext, req: Request, res: Response, s
     let judged: JudgedBody;
     try {
       judged = await ingestAndJudge(ctx, rt, req, { boundary: media.boundary, study: studyFromUrl, created });
+      judged = { ...judged, ...rejectDuplicateInstances(rt, judged) };
       if (judged.parts.length === 0) return refuse(new WardenError('MULTIPART_MALFORMED', 'The multipart/related body contains no parts.'));
     } catch (err) {
       const e = isWardenError(err) ? err : new WardenError('MULTIPART_MALFORMED', `The multipart/related body could not be read: ${(err as Error).message}.`);

@@ -18,7 +18,10 @@ export interface OrthancHandle {
   dicomWeb: string;
   pid: number;
   dir: string;
+  port: number;
   stop(): Promise<void>;
+  /** SIGKILL by PID, storage kept: `startOrthanc({ dir, port })` brings the same Orthanc back. */
+  kill(): Promise<void>;
 }
 
 export function orthancAvailable(): boolean {
@@ -36,9 +39,9 @@ export function freePort(): Promise<number> {
   });
 }
 
-export async function startOrthanc(): Promise<OrthancHandle> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warden-orthanc-'));
-  const port = await freePort();
+export async function startOrthanc(opts: { dir?: string; port?: number } = {}): Promise<OrthancHandle> {
+  const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'warden-orthanc-'));
+  const port = opts.port ?? await freePort();
   const config = {
     Name: 'warden-test',
     StorageDirectory: path.join(dir, 'db'),
@@ -73,7 +76,13 @@ export async function startOrthanc(): Promise<OrthancHandle> {
     await new Promise((r) => setTimeout(r, 100));
   }
   return {
-    url, dicomWeb: `${url}/dicom-web`, pid, dir,
+    url, dicomWeb: `${url}/dicom-web`, pid, dir, port,
+    async kill() {
+      if (!exited) {
+        try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+        await exit;
+      }
+    },
     async stop() {
       if (!exited) {
         try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ }
