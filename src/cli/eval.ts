@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -7,14 +8,17 @@ import { DEFAULT_MODEL_PATH } from '../core/defaults';
 import { EXTRACT_ONLY, cliRuntime, type ModelFlags } from './runtime';
 import { instanceOf, loadBundle, readBundleFile, type FittedBundle } from '../detectors';
 import { viewsOf } from '../models';
-import { parseSourceSpec, toCsv, truthy } from '../eval';
+import { listFiles, parseSourceSpec, toCsv, truthy } from '../eval';
 import {
   auroc, eps255, epsLabel, groupKeys, rateAtOrBelow, renderMarkdown, rocCurve, rocSvg,
   type BenignRow, type CleanRow, type EvalReport, type EvalRow,
 } from '../eval';
-import { extractFeatures, itemsOf, selectDump } from './features';
+import { extractFeatures, itemsOf, selectDump, type InputItem } from './features';
 import { readFeatureDump, type FeatureDump } from '../eval';
 import { sha256File } from './fit';
+import { loadRuntimeConfig } from '../config';
+import { decodeInstance, isSkipped } from '../dicom';
+import { evaluatePolicy, renderPolicyMarkdown } from '../eval';
 
 /**
  * `warden eval --bundle <b> --manifest <lab manifest.csv | feature dump> --out <dir>`:
@@ -31,6 +35,8 @@ interface EvalCliOptions extends ModelFlags {
   baselines?: string[];
   cleanSplit: string;
   splitColumn: string;
+  foreign?: string[];
+  foreignModalities: string;
 }
 
 function num(v: string | undefined): number | undefined {
@@ -44,6 +50,18 @@ export interface ScoredSet {
   scores: Record<string, Float64Array>;
   pValues: Record<string, Float64Array>;
   scoreMsPerInstance: number;
+}
+
+/** Two scored sets one after the other. */
+export function concatScored(a: ScoredSet, b: ScoredSet): ScoredSet {
+  const cat = (x: Float64Array, y: Float64Array) => { const z = new Float64Array(x.length + y.length); z.set(x); z.set(y, x.length); return z; };
+  const n = a.meta.length + b.meta.length;
+  return {
+    meta: [...a.meta, ...b.meta],
+    scores: Object.fromEntries(Object.keys(a.scores).map((id) => [id, cat(a.scores[id], b.scores[id])])),
+    pValues: Object.fromEntries(Object.keys(a.pValues).map((id) => [id, cat(a.pValues[id], b.pValues[id])])),
+    scoreMsPerInstance: (a.scoreMsPerInstance * a.meta.length + b.scoreMsPerInstance * b.meta.length) / Math.max(1, n),
+  };
 }
 
 /** Scores every row of a dump with every detector of the bundle. */
@@ -104,7 +122,7 @@ export function buildReport(set: ScoredSet, detectors: string[], cleanSplit: str
   const shifts = new Map<string, number[]>();
   set.meta.forEach((m, i) => {
     if (m.kind === 'benign') {
-      const k = m.attack || 'benign';
+      const k = (m.attack || 'benign') + (m.severity ? ` s${m.severity}` : '');
       if (!shifts.has(k)) shifts.set(k, []);
       shifts.get(k)!.push(i);
     }
@@ -122,6 +140,35 @@ export function buildReport(set: ScoredSet, detectors: string[], cleanSplit: str
   return { rows, benign, clean: cleanRows, notes };
 }
 
+/**
+ * Images from other sources (e.g. every CR/DX radiograph of the shared DICOM corpus), scored as clean negatives of a
+ * different origin: one item per distinct file content whose decoded Modality is one of `modalities`.
+ */
+export async function foreignItems(inputs: string[], modalities: string[]): Promise<InputItem[]> {
+  const seen = new Set<string>();
+  const items: InputItem[] = [];
+  for (const input of inputs) {
+    const files = fs.statSync(input).isDirectory() ? listFiles(input) : [input];
+    for (const file of files) {
+      const bytes = fs.readFileSync(file);
+      const digest = createHash('sha256').update(bytes).digest('hex');
+      if (seen.has(digest)) continue;
+      let modality: string | undefined;
+      try {
+        const decoded = await decodeInstance(bytes);
+        if (isSkipped(decoded)) continue;
+        modality = decoded.modality;
+      } catch {
+        continue; // not an image Warden can decode: nothing to score
+      }
+      if (!modality || !modalities.includes(modality.toUpperCase())) continue;
+      seen.add(digest);
+      items.push({ absPath: path.resolve(file), meta: { file: path.relative(process.cwd(), file), kind: 'foreign', attack: 'foreign', modality } });
+    }
+  }
+  return items;
+}
+
 export function register(program: Command): void {
   program
     .command('eval')
@@ -133,6 +180,9 @@ export function register(program: Command): void {
     .option('--baselines <json...>', 'rows computed by the lab (lab/detectors/baselines.py) to merge')
     .option('--clean-split <name>', 'split whose clean rows are the negatives', 'test')
     .option('--split-column <name>', 'manifest split column', 'split')
+    .option('--foreign <paths...>', 'DICOM files or folders from other sources, scored as clean negatives (e.g. ../shared/corpus/dicom)')
+    .option('--foreign-modalities <list>', 'modalities of the foreign files kept', 'CR,DX')
+    .option('--config <file>', 'configuration whose policy is evaluated (default: the shipped policy)')
     .option('--workers <n>', 'inference worker threads', '1')
     .option('--threads <n>', 'ONNX Runtime threads per worker', '1')
     .action(async (opts: EvalCliOptions) => {
@@ -156,14 +206,27 @@ export function register(program: Command): void {
           await runtime.close();
         }
       }
-      const extractS = (performance.now() - t0) / 1000;
       const modelSha256 = spec.kind === 'features' ? dump.header.modelSha256 : sha256File(modelPath);
       const bundle = (await loadBundle(opts.bundle, modelSha256)) as FittedBundle;
-      const set = scoreDump(bundle, dump);
+      let set = scoreDump(bundle, dump);
+      if (opts.foreign?.length) {
+        const items = await foreignItems(opts.foreign, opts.foreignModalities.split(',').map((s) => s.trim().toUpperCase()).filter(Boolean));
+        if (!items.length) throw new WardenError('USAGE', `No ${opts.foreignModalities} image among ${opts.foreign.join(', ')}.`);
+        const views = viewsOf(readBundleFile(opts.bundle).detectors.flatMap((d) => Object.keys(d.state.layers)));
+        const runtime = await cliRuntime({ ...opts, model: modelPath }, { ...EXTRACT_ONLY, views });
+        try {
+          set = concatScored(set, scoreDump(bundle, await extractFeatures(runtime.pipeline, items, { label: 'foreign' })));
+        } finally {
+          await runtime.close();
+        }
+      }
+      const extractS = (performance.now() - t0) / 1000;
       const detectors = bundle.names;
       const body = buildReport(set, detectors, opts.cleanSplit, opts.splitColumn);
+      const policy = loadRuntimeConfig(opts.config).policy;
       const report: EvalReport = {
         createdAt: new Date().toISOString(), bundle: opts.bundle, modelSha256, manifest: opts.manifest, ...body,
+        policy: evaluatePolicy(set, policy, opts.cleanSplit, opts.splitColumn),
         timing: { extract_s: extractS, detect_ms_per_instance: set.scoreMsPerInstance },
       };
       for (const file of opts.baselines ?? []) {
@@ -199,7 +262,7 @@ export function register(program: Command): void {
       });
       fs.writeFileSync(path.join(opts.out, 'scores.csv'), toCsv(scoreRows));
       fs.writeFileSync(path.join(opts.out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
-      fs.writeFileSync(path.join(opts.out, 'report.md'), renderMarkdown(report));
+      fs.writeFileSync(path.join(opts.out, 'report.md'), renderMarkdown(report, report.policy ? renderPolicyMarkdown(report.policy) : []));
       process.stderr.write(`wrote ${path.join(opts.out, 'report.md')} (${report.rows.length} rows)\n`);
     });
 }

@@ -1,3 +1,5 @@
+import type { PolicyEvaluation } from './policy-eval';
+
 /**
  * Evaluation maths and report rendering for `warden eval` (pure functions; the CLI does the IO).
  *
@@ -55,6 +57,8 @@ export interface EvalReport {
   clean: CleanRow[];
   notes: string[];
   timing?: Record<string, number>;
+  /** The shipped (or configured) policy measured as a whole (policy-eval.ts). */
+  policy?: PolicyEvaluation;
 }
 
 /** AUROC by the Mann–Whitney statistic with ties counted ½; neg/pos are scores (higher = positive). */
@@ -184,12 +188,13 @@ export function groupKeys(rows: EvalRow[]): { attack: string; eps: string }[] {
 }
 
 /** report.md: headline (best unsupervised per attack × ε), full table, calibration, benign shifts, notes. */
-export function renderMarkdown(rep: EvalReport): string {
+export function renderMarkdown(rep: EvalReport, sections: string[] = []): string {
   const L: string[] = [];
   L.push('# Warden detector evaluation', '');
   L.push(`Created ${rep.createdAt}. Bundle: \`${rep.bundle ?? '?'}\` (model sha256 \`${(rep.modelSha256 ?? '?').slice(0, 16)}…\`). Manifest: \`${rep.manifest ?? '?'}\`.`, '');
   L.push('Positives: successful adversarial examples (after uint8 rounding). Negatives: clean test images. TPR at 1 % / 5 % FPR uses thresholds from the clean CALIBRATION split (conformal p ≤ 0.01 / 0.05), never from test scores; detectors marked *supervised* were trained with adversarial examples.', '');
   const keys = groupKeys(rep.rows);
+  L.push(...sections);
   L.push('## Headline: best unsupervised detector per attack × ε', '');
   L.push('| attack | ε | n_adv | best AUROC (detector) | best TPR @1 % FPR (detector) | best TPR @5 % FPR (detector) |', '|---|---|---|---|---|---|');
   for (const k of keys) {

@@ -7,3 +7,5 @@ export { auroc, detLabel, eps255, epsLabel, groupKeys, rateAtOrBelow, renderMark
 export type { BenignRow, CleanRow, EvalReport, EvalRow } from './evaluation';
 export { DISTRIBUTION_TEST_LEVEL, MIN_SCORES_BEYOND_THRESHOLD, ksTwoSample, renderSiteReportMarkdown, scoreDistributionSvg, siteReport } from './site-report';
 export type { DetectorSiteRow, KsResult, SignalSiteRow, SiteReport, SiteReportInput, SiteWarning } from './site-report';
+export { evaluatePolicy, renderPolicyMarkdown } from './policy-eval';
+export type { PolicyEvaluation, PolicyGroupRow, ScoredRows } from './policy-eval';

@@ -48,7 +48,7 @@ export async function forwardStow(ctx: AppContext, req: Request, accepted: Judge
     res = await ctx.upstream.request('POST', path, headers, multipart.body());
   } catch (err) {
     const timedOut = (err as { code?: string }).code === 'UPSTREAM_TIMEOUT';
-    return { kind: 'unavailable', status: timedOut ? 504 : 502, retryAfter: String(ctx.config.limits.retryAfterSeconds), message: `${(err as Error).message} Nothing is claimed stored.` };
+    return { kind: 'unavailable', status: timedOut ? 504 : 502, retryAfter: String(ctx.config.limits.retryAfterSeconds), message: `${(err as Error).message} Nothing is claimed stored: the upstream may or may not have kept some instances; sending them again is safe.` };
   }
   // Only what the upstream's answer lists as stored is claimed stored; an unreadable answer confirms nothing.
   const text = await res.body.text().catch(() => '');
