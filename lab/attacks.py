@@ -89,25 +89,29 @@ def qpred(model, xa):
         return model(u2t(q8(xa))).argmax(1)
 
 
-def cw_l2(model, x, y):
+def cw_l2(model, x, y, params=None):
+    """params: a dict like CW (default CW). With kappa > 0 an iterate counts as a success for keeping only when the
+    ROUNDED image reaches the confidence margin z_other - z_y >= kappa (the CW objective), else when it is
+    misclassified (kappa = 0: exactly the original suite's criterion)."""
+    P = CW if params is None else params
     n = x.shape[0]
     lo, hi = torch.zeros(n), torch.full((n,), 1e10)
-    c = torch.full((n,), CW['c0'])
+    c = torch.full((n,), P['c0'])
     best = x.clone()
     best_l2 = torch.full((n,), float('inf'))
     xc = x.clamp(1e-6, 1 - 1e-6)
     w0 = torch.atanh(xc * 2 - 1)
     oh = F.one_hot(y, 2).bool()
-    for _ in range(CW['binary_steps']):
+    for _ in range(P['binary_steps']):
         w = w0.clone().requires_grad_(True)
-        opt = torch.optim.Adam([w], lr=CW['lr'])
+        opt = torch.optim.Adam([w], lr=P['lr'])
         succ = torch.zeros(n, dtype=torch.bool)
-        for _ in range(CW['iters']):
+        for _ in range(P['iters']):
             xa = (torch.tanh(w) + 1) / 2
             z = model(xa)
             real = z[oh]
             other = z.masked_fill(oh, -1e9).max(1).values
-            f = torch.clamp(real - other, min=-CW['kappa'])
+            f = torch.clamp(real - other, min=-P['kappa'])
             l2 = ((xa - x) ** 2).flatten(1).sum(1)
             loss = (l2 + c * f).sum()
             opt.zero_grad()
@@ -115,7 +119,11 @@ def cw_l2(model, x, y):
             opt.step()
             with torch.no_grad():
                 qa = u2t(q8(xa.detach()))
-                ok = model(qa).argmax(1) != y        # success judged on the ROUNDED image
+                zq = model(qa)
+                if P['kappa'] > 0:
+                    ok = (zq.masked_fill(oh, -1e9).max(1).values - zq[oh]) >= P['kappa']
+                else:
+                    ok = zq.argmax(1) != y           # success judged on the ROUNDED image
                 ql2 = l2_norm(qa - x).flatten()
                 imp = ok & (ql2 < best_l2)
                 best[imp] = qa[imp]

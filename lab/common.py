@@ -57,6 +57,16 @@ def load_gray_u8(path):
     return np.ascontiguousarray(a, dtype=np.uint8)
 
 
+N_DEV = 200  # dev set: seeded subset of detector_fit, attacked and corrupted for every detector design choice
+
+
+def dev_paths():
+    """The dev images: a seeded subset of N_DEV detector_fit images (never test, never calibration), sorted."""
+    fit = [r['path'] for r in read_splits() if r['split'] == 'detector_fit']
+    pick = np.random.RandomState(SEED + 10).choice(len(fit), size=N_DEV, replace=False)
+    return sorted(fit[i] for i in pick)
+
+
 def image_cache():
     """All 5,840 images as uint8 [N,224,224] in labels.csv order, cached in data/images_u8.npz."""
     p = os.path.join(DATA, 'images_u8.npz')

@@ -1,4 +1,10 @@
-"""Write clean / adversarial / benign images as 8-bit MONOCHROME2 DICOM + data/manifest.csv (deterministic)."""
+"""Write clean / adversarial / benign images as MONOCHROME2 DICOM + data/manifest.csv (deterministic).
+
+Phase 1 writes the original suite (data/attacks: clean splits, the original attacks and benign shifts) exactly as
+before, byte for byte. Phase 2 appends, with study numbers continuing after phase 1: the added attacks and the dev-set
+attacks (data/attacks_extra) and the benign corruptions (data/corruptions). Dev rows carry split = detector_fit and
+group names starting with `dev_`; corruption rows carry a `severity` (1-3, empty on every other row). `requant12`
+corruptions are written as BitsAllocated 16 / BitsStored 12 with WindowCenter / WindowWidth; everything else as 8-bit."""
 import csv
 import hashlib
 import os
@@ -21,7 +27,9 @@ MANIFEST = os.path.join(ROOT, 'manifest.csv')
 ADIR = os.environ.get('LAB_ATTACK_OUT', os.path.join(DATA, 'attacks'))
 SMOKE = os.environ.get('LAB_DICOM_SMOKE') == '1'       # smoke test: 20 clean images per split
 COLUMNS = ['file', 'study_uid', 'sop_uid', 'source', 'split', 'kind', 'attack', 'norm', 'eps', 'success', 'label',
-           'pred_before', 'pred_after', 'linf', 'l2']
+           'pred_before', 'pred_after', 'linf', 'l2', 'severity']
+XDIR = os.path.join(DATA, 'attacks_extra')
+CDIR = os.path.join(DATA, 'corruptions')
 
 
 def uid(*parts):
@@ -29,7 +37,8 @@ def uid(*parts):
     return '2.25.' + str(int(h[:32], 16))
 
 
-def write_dicom(path, pix, study_uid, series_uid, sop_uid, patient_no, study_no, inst_no):
+def write_dicom(path, pix, study_uid, series_uid, sop_uid, patient_no, study_no, inst_no, window=None):
+    """8-bit unsigned; or, with window = (centre, width), 12 bits stored in 16 allocated with a VOI window."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SC_CLASS
     meta.MediaStorageSOPInstanceUID = sop_uid
@@ -68,17 +77,96 @@ def write_dicom(path, pix, study_uid, series_uid, sop_uid, patient_no, study_no,
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = 'MONOCHROME2'
     ds.Rows, ds.Columns = pix.shape
-    ds.BitsAllocated = 8
-    ds.BitsStored = 8
-    ds.HighBit = 7
+    if window is None:
+        ds.BitsAllocated = 8
+        ds.BitsStored = 8
+        ds.HighBit = 7
+    else:
+        ds.BitsAllocated = 16
+        ds.BitsStored = 12
+        ds.HighBit = 11
     ds.PixelRepresentation = 0
     ds.BurnedInAnnotation = 'NO'
-    ds.PixelData = np.ascontiguousarray(pix, dtype=np.uint8).tobytes()
+    if window is None:
+        ds.PixelData = np.ascontiguousarray(pix, dtype=np.uint8).tobytes()
+    else:
+        assert pix.max() < 4096
+        ds.WindowCenter = str(int(window[0]))
+        ds.WindowWidth = str(int(window[1]))
+        ds.PixelData = np.ascontiguousarray(pix, dtype='<u2').tobytes()
     ds.save_as(path, write_like_original=False)
 
 
 def fmt(x):
     return '' if x is None or (isinstance(x, float) and np.isnan(x)) else ('%g' % x if isinstance(x, float) else str(x))
+
+
+def write_group(kind, gname, g, state, rows_out):
+    """g: [(row, pixels, window or None)] sorted by source; studies of PER_STUDY instances, numbered on from state."""
+    for s in range(0, len(g), PER_STUDY):
+        state['study_no'] += 1
+        study_no = state['study_no']
+        st_uid = uid('study', gname, s)
+        se_uid = uid('series', gname, s)
+        sdir = os.path.join(OUT, kind, gname, 'study%04d' % (s // PER_STUDY + 1))
+        os.makedirs(sdir, exist_ok=True)
+        for j, item in enumerate(g[s:s + PER_STUDY]):
+            row, pix = item[0], item[1]
+            window = item[2] if len(item) > 2 else None
+            sop = uid('sop', gname, row['source'])
+            fp = os.path.join(sdir, 'IM%02d.dcm' % (j + 1))
+            write_dicom(fp, pix, st_uid, se_uid, sop, study_no, study_no, j + 1, window=window)
+            if j == 0 or (s // PER_STUDY) % 25 == 0:  # read-back check on a deterministic sample
+                back = pydicom.dcmread(fp).pixel_array
+                assert back.dtype == (np.uint8 if window is None else np.uint16) and np.array_equal(back, pix), fp
+                state['n_checked'] += 1
+            r = dict(row)
+            r.update(file=os.path.relpath(fp, ROOT), study_uid=st_uid, sop_uid=sop)
+            r['linf'] = '%.6f' % r['linf']
+            r['l2'] = '%.6f' % r['l2']
+            rows_out.append(r)
+    log('%-40s %5d instances' % (gname, len(g)))
+
+
+def phase2_groups(cp, label_of):
+    """Yields (kind, group name, [(row, pixels, window)]) for data/attacks_extra and data/corruptions, one npz = one
+    group, in group-name order. `cp`: ONNX class of every clean image by source path."""
+    found = []
+    for d in (XDIR, CDIR):
+        if not os.path.isdir(d):
+            log('%s missing: phase 2 skipped for it' % d)
+            continue
+        for f in sorted(os.listdir(d)):
+            if not f.endswith('.npz') or f.endswith('.tmp.npz'):  # .tmp.npz: being written by a running step
+                continue
+            set_name, rest = f[:-4].split('_', 1)
+            kind = 'adversarial' if d == XDIR else 'benign'
+            gname = ('dev_' if set_name == 'dev' else '') + kind + '_' + rest
+            found.append((gname, kind, set_name, os.path.join(d, f)))
+    for gname, kind, set_name, fp in sorted(found):
+        z = dict(np.load(fp))
+        split = 'test' if set_name == 'test' else 'detector_fit'
+        g = []
+        for k, p in enumerate(z['paths']):
+            p = str(p)
+            y = label_of[p]
+            pa = int(z['pred_onnx'][k])
+            if kind == 'adversarial':
+                atk = str(z['attack'])
+                kappa = float(z['kappa'])
+                if not np.isnan(kappa):
+                    atk = '%s_k%d' % (atk, int(kappa))
+                eps = '' if np.isnan(float(z['eps'])) else fmt(float(z['eps']))
+                row = dict(source=p, split=split, kind=kind, attack=atk, norm=str(z['norm']), eps=eps,
+                           success=int(pa != y and cp[p] == y), label=y, pred_before=cp[p], pred_after=pa,
+                           linf=float(z['linf'][k]), l2=float(z['l2'][k]), severity='')
+                g.append((row, z['adv'][k], None))
+            else:
+                row = dict(source=p, split=split, kind=kind, attack=str(z['corruption']), norm='', eps='', success='',
+                           label=y, pred_before=cp[p], pred_after=pa, linf=float(z['linf'][k]), l2=float(z['l2'][k]),
+                           severity=int(z['severity']))
+                g.append((row, z['adv'][k], tuple(z['window'][k]) if 'window' in z else None))
+        yield kind, gname, sorted(g, key=lambda t: t[0]['source'])
 
 
 def main():
@@ -127,38 +215,24 @@ def main():
     if os.path.exists(OUT):
         shutil.rmtree(OUT)
     rows_out = []
-    study_no = 0
-    n_checked = 0
+    state = {'study_no': 0, 'n_checked': 0}
     for key in sorted(groups):
         g = sorted(groups[key], key=lambda t: t[0]['source'])
         gname = '_'.join(x for x in (key[0], key[1], key[3]) if x != '')
-        for s in range(0, len(g), PER_STUDY):
-            study_no += 1
-            st_uid = uid('study', gname, s)
-            se_uid = uid('series', gname, s)
-            sdir = os.path.join(OUT, key[0], gname, 'study%04d' % (s // PER_STUDY + 1))
-            os.makedirs(sdir, exist_ok=True)
-            for j, (row, pix) in enumerate(g[s:s + PER_STUDY]):
-                sop = uid('sop', gname, row['source'])
-                fp = os.path.join(sdir, 'IM%02d.dcm' % (j + 1))
-                write_dicom(fp, pix, st_uid, se_uid, sop, study_no, study_no, j + 1)
-                if j == 0 or (s // PER_STUDY) % 25 == 0:  # read-back check on a deterministic sample
-                    back = pydicom.dcmread(fp).pixel_array
-                    assert back.dtype == np.uint8 and np.array_equal(back, pix), fp
-                    n_checked += 1
-                r = dict(row)
-                r.update(file=os.path.relpath(fp, ROOT), study_uid=st_uid, sop_uid=sop)
-                r['linf'] = '%.6f' % r['linf']
-                r['l2'] = '%.6f' % r['l2']
-                rows_out.append(r)
-        log('%-40s %5d instances' % (gname, len(g)))
+        write_group(key[0], gname, g, state, rows_out)
+    n_phase1 = len(rows_out)
+    if not SMOKE:
+        for kind, gname, g in phase2_groups(cp, label_of):
+            write_group(kind, gname, g, state, rows_out)
+    for r in rows_out:
+        r.setdefault('severity', '')
     with open(MANIFEST, 'w', newline='') as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator='\n')
         w.writeheader()
         for r in rows_out:
             w.writerow({k: r[k] for k in COLUMNS})
-    log('wrote %d DICOM files in %d studies + %s; pixel read-back verified on %d files; %.0fs' % (
-        len(rows_out), study_no, MANIFEST, n_checked, time.time() - t0))
+    log('wrote %d DICOM files (%d original suite + %d added) in %d studies + %s; pixel read-back verified on %d files; %.0fs' % (
+        len(rows_out), n_phase1, len(rows_out) - n_phase1, state['study_no'], MANIFEST, state['n_checked'], time.time() - t0))
 
 
 if __name__ == '__main__':

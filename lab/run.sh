@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Warden lab entry point.  usage: lab/run.sh all | splits | train | export | attacks | dicom | fixtures | resnet50 | sealed
+# Warden lab entry point.
+# usage: lab/run.sh all | splits | train | export | attacks | attacks_extra | corruptions | dicom | fixtures | foreign | resnet50 | sealed
 # Each step skips if its output exists (FORCE=1 to redo). Uses Debian's /usr/bin/python3 (not pyenv).
 set -euo pipefail
 LAB="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -7,6 +8,11 @@ REPO="$(dirname "$LAB")"
 PY=/usr/bin/python3
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"   # much faster than spinning when the 2 cores are shared
 export PYTHONDONTWRITEBYTECODE=1
+# oneDNN and OpenBLAS pick kernels by the CPU's instruction set, and AVX-512 kernels round differently from AVX2 ones:
+# on an AVX-512 machine the unpinned run trained a different model from epoch 1 on. Pinning the AVX2 / Haswell
+# kernels reproduces the committed checkpoint and ONNX byte for byte (see README).
+export DNNL_MAX_CPU_ISA="${DNNL_MAX_CPU_ISA:-AVX2}"
+export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-Haswell}"
 cd "$LAB"
 
 ensure_deps() {
@@ -45,6 +51,13 @@ train() {
   mv "$REPO/data/warden-cxr-ref.pt.partial" "$REPO/data/warden-cxr-ref.pt"
 }
 
+# Foreign-source radiographs (../shared/corpus/dicom, CR/DX) through Warden's own decode + preprocess (dist/).
+foreign() {
+  [ -f "$REPO/dist/dicom/index.js" ] || (cd "$REPO" && npx tsc -p tsconfig.json)
+  (cd "$REPO" && node lab/warden_tensors.js --foreign data/foreign)
+  "$PY" check_voi.py   # the 12-bit corruption's model input = what Warden computes from the written DICOM
+}
+
 marked() {  # marked <name> <command...>: run it, then touch data/.done-<name>
   local name="$1"; shift
   mkdir -p "$REPO/data"
@@ -60,8 +73,11 @@ run_step() {
     train)    step train "$REPO/data/warden-cxr-ref.pt" train ;;
     export)   step export "$REPO/data/eval.json" env LAB_FOLD="${LAB_FOLD:-0}" "$PY" export.py ;;
     attacks)  step attacks "$REPO/data/attacks/summary.json" "$PY" attacks.py ;;
+    attacks_extra) step attacks_extra "$REPO/data/attacks_extra/summary.json" "$PY" attacks_extra.py ;;
+    corruptions)   step corruptions "$REPO/data/corruptions/summary.json" "$PY" corruptions.py ;;
     dicom)    step dicom "$REPO/data/manifest.csv" "$PY" dicom.py ;;
     fixtures) step fixtures "$REPO/data/.done-fixtures" marked fixtures "$PY" fixtures.py ;;
+    foreign)  step foreign "$REPO/data/foreign/index.json" foreign ;;
     resnet50) step resnet50 "$REPO/data/resnet50.onnx" "$PY" resnet50.py ;;
     # the sealed vendor model of the bring-your-own-model path (docs/byo-model.md); not part of `all`
     sealed)   step sealed "$REPO/data/sealed/.done-fixtures" "$PY" sealed_model.py ;;
@@ -71,7 +87,7 @@ run_step() {
 
 ensure_deps
 if [ "${1:-all}" = all ]; then
-  for s in splits train export attacks dicom fixtures; do run_step "$s"; done
+  for s in splits train export attacks attacks_extra corruptions dicom fixtures foreign; do run_step "$s"; done
 else
   run_step "$1"
 fi

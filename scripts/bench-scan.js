@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 'use strict';
 /**
- * npm run bench:scan [-- [model.onnx] [--n 50] [--workers 1] [--threads N] [--files DIR | --size N] [--heavy] [--json]]
+ * npm run bench:scan [-- [model.onnx] [--n 50] [--workers 1] [--threads N] [--files DIR | --size N] [--heavy] [--views LIST|none] [--json]]
  *
  * Whole-scan latency split by stage (decode, preprocess, inference, detect) and the ratio
  *   whole scan ÷ bare inference
@@ -12,6 +12,9 @@
  * synthetic extractor with about ResNet-50's cost (≈4 GFLOP at 224×224) from test/fixtures/onnx.
  * Inputs: *.dcm under --files, else test/fixtures/lab when present, else a synthetic 8-bit 224×224 CR DICOM;
  * --size N: three synthetic 16-bit N×N CRs without a VOI window (radiograph-sized decode and preprocess).
+ * Views: a model without a bundle (--heavy, a given model) still runs each image as the views the shipped policy's
+ * adversarial detectors read in the embedded bundle (they dominate the cost: one extra image per view in the batch),
+ * so the ratio is that of a scan with the default detectors; --views a,b or --views none overrides.
  */
 const fs = require('node:fs');
 const os = require('node:os');
@@ -31,7 +34,7 @@ const { preprocess } = require(dist('models/preprocess.js'));
 const { writeTestModel } = require(path.join(ROOT, 'test', 'fixtures', 'onnx', 'build-test-model.js'));
 
 function parseArgs(argv) {
-  const o = { n: 50, workers: 1, threads: undefined, files: undefined, model: undefined, heavy: false, json: false, size: 0 };
+  const o = { n: 50, workers: 1, threads: undefined, files: undefined, model: undefined, heavy: false, json: false, size: 0, views: undefined };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--n') o.n = Number(argv[++i]);
@@ -41,6 +44,7 @@ function parseArgs(argv) {
     else if (a === '--heavy') o.heavy = true;
     else if (a === '--size') o.size = Number(argv[++i]);
     else if (a === '--json') o.json = true;
+    else if (a === '--views') o.views = argv[++i] === 'none' ? [] : argv[i].split(',').map((v) => v.trim()).filter(Boolean);
     else if (!a.startsWith('--')) o.model = a;
     else throw new Error(`unknown option ${a}`);
   }
@@ -109,6 +113,20 @@ function listDicoms(dir) {
   return out;
 }
 
+/** The views the shipped policy's adversarial detectors read in the embedded bundle. */
+function shippedViews() {
+  const { readBundleFile } = require(dist('detectors/bundle.js'));
+  const { DEFAULT_POLICY } = require(dist('policy/index.js'));
+  const { DEFAULT_BUNDLE_PATH } = require(dist('core/defaults.js'));
+  if (!fs.existsSync(DEFAULT_BUNDLE_PATH)) return [];
+  const views = new Set();
+  for (const d of readBundleFile(DEFAULT_BUNDLE_PATH).detectors) {
+    if (!DEFAULT_POLICY.adversarial.decideBy.includes(d.id)) continue;
+    for (const v of d.state.params.views ?? []) views.add(String(v));
+  }
+  return [...views].sort();
+}
+
 const mean = (xs) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
 const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p * s.length))]; };
 
@@ -149,8 +167,9 @@ async function main() {
   }
 
   const logger = require('pino')({ level: 'warn' }, require('pino').destination(2));
+  const views = o.views ?? (modelPath === DEFAULT_MODEL_PATH ? [] : shippedViews());
   const { pipeline } = await compose({
-    modelPath, bundlePath: modelPath === DEFAULT_MODEL_PATH ? undefined : null,
+    modelPath, bundlePath: modelPath === DEFAULT_MODEL_PATH ? undefined : null, views,
     workers: o.workers, threadsPerWorker: o.threads, timeoutMs: 0, logger,
   });
   const ex = (await pipeline.scan(inputs[0])).record;
@@ -195,6 +214,7 @@ async function main() {
     inputs: inputNote,
     n: o.n, workers: pipeline.pool.size, threadsPerWorker: pipeline.pool.threadsPerWorker, provider: pipeline.provider,
     detectors: pipeline.bundle ? pipeline.bundle.names : [],
+    views: pipeline.views,
     medianMs: Object.fromEntries(Object.entries(stages).filter(([, v]) => v.length).map(([k, v]) => [k, +pct(v, 0.5).toFixed(3)])),
     meanMs: Object.fromEntries(Object.entries(stages).filter(([, v]) => v.length).map(([k, v]) => [k, +mean(v).toFixed(3)])),
     p95Ms: Object.fromEntries(Object.entries(stages).filter(([, v]) => v.length).map(([k, v]) => [k, +pct(v, 0.95).toFixed(3)])),
@@ -211,7 +231,7 @@ async function main() {
   }
   console.log(`machine   ${result.machine}`);
   console.log(`model     ${result.model}`);
-  console.log(`inputs    ${result.inputs}; n=${o.n} sequential scans; ${result.workers} worker × ${result.threadsPerWorker} thread(s); provider ${result.provider}; detectors ${result.detectors.join(',') || 'none'}`);
+  console.log(`inputs    ${result.inputs}; n=${o.n} sequential scans; ${result.workers} worker × ${result.threadsPerWorker} thread(s); provider ${result.provider}; detectors ${result.detectors.join(',') || 'none'}; views ${result.views.join(',') || 'none'}`);
   console.log('');
   console.log('stage        mean ms  median ms    p95 ms   share of mean');
   for (const k of Object.keys(result.meanMs)) {

@@ -253,7 +253,7 @@ export function register(program: Command): void {
         fs.writeFileSync(path.join(opts.out, 'roc', file), rocSvg(`${k.attack} ε=${epsLabel(r0)} (n_adv=${ok.length}, n_clean=${clean.length})`, curves));
       }
       const scoreRows = set.meta.map((m, i) => {
-        const r: Record<string, unknown> = { file: m.file, kind: m.kind, split: m[opts.splitColumn], attack: m.attack, eps: m.eps, success: m.success };
+        const r: Record<string, unknown> = { file: m.file, kind: m.kind, split: m[opts.splitColumn], attack: m.attack, eps: m.eps, severity: m.severity, success: m.success };
         for (const d of detectors) {
           r[`${d}_score`] = set.scores[d][i];
           r[`${d}_p`] = set.pValues[d][i];

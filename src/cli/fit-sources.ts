@@ -105,9 +105,12 @@ export function applicableSpecs(specs: DetectorSpec[], layers: string[], explici
   const keep: DetectorSpec[] = [];
   const leftOut: string[] = [];
   for (const s of specs) {
-    const params = getDetectorFactory(s.kind).create(s.params ?? {}).params as { layer?: unknown; layers?: unknown };
-    const need = typeof params.layer === 'string' ? [params.layer] : Array.isArray(params.layers) ? (params.layers as string[]) : [];
-    const missing = need.filter((l) => !layers.includes(l));
+    const det = getDetectorFactory(s.kind).create(s.params ?? {});
+    const params = det.params as { layer?: unknown; layers?: unknown };
+    const need = det.neededLayers ? det.neededLayers(layers)
+      : typeof params.layer === 'string' ? [params.layer] : Array.isArray(params.layers) ? (params.layers as string[]) : [];
+    // every model has logits, and the pipeline computes the views' outputs itself
+    const missing = need.filter((l) => l !== 'logits' && !l.includes('/') && !layers.includes(l));
     if (missing.length) leftOut.push(`${s.id} (needs feature layer ${missing.join(', ')}, which this model does not output)`);
     else keep.push(s);
   }

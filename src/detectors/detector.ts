@@ -52,6 +52,8 @@ export interface Detector {
   readonly params: Readonly<Record<string, unknown>>;
   /** Feature layers the detector reads (known after fit for detectors that take "all"). */
   readonly requiredLayers: string[];
+  /** The layers fitting would read from features that offer `available` (known before fitting). */
+  neededLayers?(available: string[]): string[];
   readonly fitted: boolean;
   readonly calibrated: boolean;
   /** Fits on clean training features (with the model's predicted classes). */
@@ -155,6 +157,12 @@ export abstract class BaseDetector implements Detector {
 
   get requiredLayers(): string[] {
     return Object.keys(this.layerDims);
+  }
+
+  /** The layers fitting would read from features that offer `available` (before fitting; for `warden fit`'s choice). */
+  neededLayers(available: string[]): string[] {
+    const layers = Object.fromEntries(available.map((n) => [n, { dim: 0, data: new Float32Array(0) }]));
+    return this.layersToFit({ n: 0, layers, predicted: new Int32Array(0), numClasses: 0 });
   }
 
   get fitted(): boolean {

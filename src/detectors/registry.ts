@@ -38,8 +38,11 @@ export const DETECTORS: Record<string, DetectorFactory> = {
   energy: { create: (p) => new EnergyDetector(p), fromState: EnergyDetector.fromState, description: 'free energy −logsumexp(z) of the logits (Liu et al. 2020)' },
 };
 
-/** The detectors `warden fit` builds by default, in report order. */
-export const DEFAULT_DETECTORS = ['kd', 'lid', 'mgm', 'uad', 'nrd'];
+/**
+ * The detectors `warden fit` builds by default, in report order: the domain detectors, then the adversarial ones the
+ * shipped policy blocks on (src/policy/schema.ts, DEFAULT_ADVERSARIAL).
+ */
+export const DEFAULT_DETECTORS = ['kd', 'lid', 'mgm', 'uad', 'nrd', 'squeeze', 'coherence', 'margin'];
 
 export function getDetectorFactory(name: string): DetectorFactory {
   const f = DETECTORS[name];

@@ -10,7 +10,7 @@ import { resolveUidHashKey, type WardenConfig } from '../config';
 import { setUidHashKey, type DecodeLimits } from '../dicom';
 import { loadBundle, type DetectorBundle } from '../detectors';
 import { InferencePool, loadModelManifest, viewFunction, viewsOf, type FrameChoice, type LoadedModel } from '../models';
-import { DEFAULT_POLICY, unreachableThresholds, type Policy } from '../policy';
+import { DEFAULT_POLICY, policySignalProblems, unreachableThresholds, type Policy } from '../policy';
 import { ScanPipeline } from './scan-pipeline';
 
 /**
@@ -96,7 +96,7 @@ export function resolveBundlePath(modelPath: string, bundlePath: string | null |
   return modelPath === path.resolve(DEFAULT_MODEL_PATH) && fs.existsSync(DEFAULT_BUNDLE_PATH) ? DEFAULT_BUNDLE_PATH : null;
 }
 
-/** @throws MODEL_LOAD_FAILED, MODEL_MANIFEST_INVALID, BUNDLE_INVALID, BUNDLE_MODEL_MISMATCH */
+/** @throws MODEL_LOAD_FAILED, MODEL_MANIFEST_INVALID, BUNDLE_INVALID, BUNDLE_MODEL_MISMATCH, CONFIG_INVALID (the policy names detectors of the wrong signal, or none of the bundle's) */
 export async function compose(opts: RuntimeOptions = {}): Promise<Runtime> {
   const modelPath = path.resolve(opts.modelPath ?? DEFAULT_MODEL_PATH);
   const logger = opts.logger ?? cliLogger();
@@ -133,6 +133,14 @@ export async function compose(opts: RuntimeOptions = {}): Promise<Runtime> {
     }
   }
 
+  const policy = opts.policy ?? DEFAULT_POLICY;
+  if (bundle?.detectors) {
+    const signals = Object.fromEntries(Object.entries(bundle.detectors).map(([id, d]) => [id, d.signal]));
+    const { errors, warnings } = policySignalProblems(policy, signals);
+    if (errors.length) throw new WardenError('CONFIG_INVALID', `The policy does not fit the detector bundle${bundlePath ? ` ${bundlePath}` : ''}: ${errors.join(' ')}`);
+    for (const w of warnings) logger.warn({ event: 'policy_signal' }, w);
+  }
+
   const pool = await InferencePool.create({
     modelPath,
     inputName: m.input.name,
@@ -145,7 +153,6 @@ export async function compose(opts: RuntimeOptions = {}): Promise<Runtime> {
     timeoutMs: opts.timeoutMs,
     logger,
   });
-  const policy = opts.policy ?? DEFAULT_POLICY;
   if (bundle?.detectors) {
     const calibrated = Object.entries(bundle.detectors).filter(([, d]) => d.calibrated);
     const floors = Object.fromEntries(m.classes.map((label, c) => [label, Object.fromEntries(calibrated.map(([id, d]) => [id, d.pValueFloor(c)]))]));

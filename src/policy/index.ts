@@ -8,3 +8,4 @@ export { fitsModelInput, isApplicable, outOfScopeAction } from './scope';
 export type { InstanceAttributes, PixelGeometry } from './scope';
 export { flagLabels, formatP, formatReason, formatReasons } from './reasons';
 export { unreachableThresholds } from './thresholds';
+export { policySignalProblems } from './signals';

@@ -76,9 +76,15 @@ const combine = z.enum(['bonferroni', 'twice-mean']);
 
 // The embedded reference model reads chest radiographs: CR and DX by default; widen for other models.
 const DEFAULT_APPLICABILITY = { sopClassUids: [], modalities: ['CR', 'DX'], bodyParts: [], photometric: ['MONOCHROME1', 'MONOCHROME2'] };
-/** The shipped bundle's detectors of each signal (models/warden-cxr-ref.bundle; docs/evaluation.md says why these). */
-const DEFAULT_ADVERSARIAL = { decideBy: ['uad'], combine: 'bonferroni' as const, flagFpr: 0.05, blockFpr: 0.005 };
-const DEFAULT_DOMAIN = { decideBy: [] as string[], combine: 'bonferroni' as const, flagFpr: 0.01 };
+/**
+ * The shipped bundle's detectors of each signal (models/warden-cxr-ref.bundle; docs/evaluation.md, "Why these
+ * detectors", says why): blocking rests on three families of adversarial evidence, merged by Bonferroni (valid under
+ * any dependence): the answer's brittleness under a 2×2 median (squeeze), the disagreement of early layers with the
+ * logits (coherence) and a decision just past the boundary (margin). UAD, the strongest "unlike the training
+ * images" detector, flags out-of-domain images and never blocks.
+ */
+const DEFAULT_ADVERSARIAL = { decideBy: ['squeeze', 'coherence', 'margin'], combine: 'bonferroni' as const, flagFpr: 0.05, blockFpr: 0.005 };
+const DEFAULT_DOMAIN = { decideBy: ['uad'], combine: 'bonferroni' as const, flagFpr: 0.01 };
 
 const selectors = {
   sopClassUids: stringList.default([]),

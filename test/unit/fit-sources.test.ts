@@ -57,11 +57,12 @@ describe('applicableSpecs', () => {
   test('default detectors whose layer the model lacks are left out and named; explicit ones are kept', () => {
     const layers = ['block1_relu_mean', 'block1_relu_std', 'penultimate'];
     const { specs, leftOut } = applicableSpecs(DEFAULT_SPECS, layers, false);
-    expect(specs.map((s) => s.id)).toEqual(['kd', 'lid', 'mgm', 'uad']);
-    expect(leftOut).toEqual([expect.stringMatching(/^nrd \(needs feature layer residual_stats/)]);
+    // squeeze and margin read the logits and the views, which every model has
+    expect(specs.map((s) => s.id)).toEqual(['kd', 'lid', 'mgm', 'uad', 'squeeze', 'margin']);
+    expect(leftOut).toEqual([expect.stringMatching(/^nrd \(needs feature layer residual_stats/), expect.stringMatching(/^coherence \(needs feature layer stage1_mean, stage1_std, stage2_mean/)]);
     expect(applicableSpecs(DEFAULT_SPECS, layers, true).specs).toHaveLength(DEFAULT_SPECS.length);
     // without a penultimate output, KD and MGM go too
-    expect(applicableSpecs(DEFAULT_SPECS, ['block1_relu_mean'], false).specs.map((s) => s.id)).toEqual(['lid', 'uad']);
+    expect(applicableSpecs(DEFAULT_SPECS, ['block1_relu_mean'], false).specs.map((s) => s.id)).toEqual(['lid', 'uad', 'squeeze', 'margin']);
   });
 });
 

@@ -37,14 +37,14 @@ async function pipeline(opts: RuntimeOptions = {}): Promise<TestPipeline> {
   };
 }
 
-/** A stand-in bundle: fixed p-value, records what it was given. */
+/** A stand-in bundle: one adversarial detector of the shipped policy with a fixed p-value; records what it was given. */
 function fakeBundle(modelSha256: string, pValue: number, requiredLayers = ['penultimate']): DetectorBundle & { calls: { features: Record<string, Float32Array>; cls: number }[] } {
   const calls: { features: Record<string, Float32Array>; cls: number }[] = [];
   return {
-    names: ['uad'], requiredLayers, modelSha256, calls,
+    names: ['squeeze'], requiredLayers, modelSha256, calls,
     score(features, cls) {
       calls.push({ features, cls });
-      return { uad: { score: 1 - pValue, pValue } };
+      return { squeeze: { score: 1 - pValue, pValue } };
     },
   };
 }
@@ -67,9 +67,9 @@ describe('ScanPipeline', () => {
     expect(rec.prediction!.probability).toBeGreaterThanOrEqual(0.5);
     expect(rec.prediction!.probability).toBeLessThanOrEqual(1);
     expect(rec.featureDims).toEqual({ logits: 2, stage1_mean: 8, penultimate: 16 }); // detectors read the logits too
-    expect(rec.scores).toEqual({ uad: { score: 0.999, pValue: 0.001 } });
+    expect(rec.scores).toEqual({ squeeze: { score: 0.999, pValue: 0.001 } });
     expect(rec.verdict).toBe('block');
-    expect(formatReason(rec.reasons![0])).toMatch(/^uad:p=/);
+    expect(formatReason(rec.reasons![0])).toMatch(/^squeeze:p=/);
     expect(Object.keys(rec.timings).sort()).toEqual(['decode', 'detect', 'inference', 'preprocess', 'total']);
     expect(bundle.calls).toHaveLength(1);
     expect(bundle.calls[0].cls).toBe(rec.prediction!.index);
