@@ -63,19 +63,24 @@ echo "[demo] warden pid $WARDEN_PID on http://127.0.0.1:$WPORT (upstream Orthanc
 URL="http://127.0.0.1:$WPORT/dicom-web"
 
 # 3. The committed fixture studies: clean test studies, successful adversarial studies (every attack and ε),
-#    and benign shifts, each group sent through Warden with `warden send`; one line per instance, then a table.
+#    benign shifts and corruptions, and the foreign-source CR radiographs of ../shared/corpus/dicom when present, each
+#    group sent through Warden with `warden send`; one line per instance, then a table.
 MANIFEST=test/fixtures/lab/manifest.csv
-group_files() {  # group_files FILTER → file paths of the manifest rows matching the filter, one per line
+CORRUPTIONS=test/fixtures/lab-corruptions/manifest.csv   # benign corruptions at severities 1-3 (issue 12)
+group_files() {  # group_files FILTER → file paths of the fixture rows (or foreign corpus radiographs) matching, one per line
   node -e '
-    const fs=require("fs"),path=require("path");const [m,filter]=process.argv.slice(1);
-    const [h,...ls]=fs.readFileSync(m,"utf8").trim().split(/\r?\n/);const c=h.split(",");
-    const rows=ls.map(l=>{const v=l.split(",");return Object.fromEntries(c.map((k,i)=>[k,v[i]]))});
-    const keep={clean:r=>r.kind==="clean"&&r.split==="test",adversarial:r=>r.kind==="adversarial"&&r.success==="1",benign:r=>r.kind==="benign"}[filter];
-    for(const r of rows.filter(keep))console.log(path.resolve(path.dirname(m),r.file));' "$MANIFEST" "$1"
+    const fs=require("fs"),path=require("path");const [m,m2,filter]=process.argv.slice(1);
+    const read=(f)=>{if(!fs.existsSync(f))return[];const [h,...ls]=fs.readFileSync(f,"utf8").trim().split(/\r?\n/);const c=h.split(",");
+      return ls.map(l=>{const v=l.split(",");const r=Object.fromEntries(c.map((k,i)=>[k,v[i]]));r.abs=path.resolve(path.dirname(f),r.file);return r})};
+    if(filter==="foreign"){const dir="../shared/corpus/dicom";if(!fs.existsSync(dir))process.exit(0);
+      for(const d of fs.readdirSync(dir).sort())for(const r of read(path.join(dir,d,"manifest.csv")))if(["CR","DX"].includes(r.modality))console.log(r.abs);process.exit(0)}
+    const rows=filter==="corrupted"?read(m2):read(m);
+    const keep={clean:r=>r.kind==="clean"&&r.split==="test",adversarial:r=>r.kind==="adversarial"&&r.success==="1",benign:r=>r.kind==="benign",corrupted:r=>true}[filter];
+    for(const r of rows.filter(keep))console.log(r.abs);' "$MANIFEST" "$CORRUPTIONS" "$1"
 }
 if [ -f "$MANIFEST" ]; then
   : > "$WORK/outcomes.jsonl"
-  for group in clean adversarial benign; do
+  for group in clean adversarial benign corrupted foreign; do
     mapfile -t FILES < <(group_files "$group")
     [ "${#FILES[@]}" -gt 0 ] || { echo "[demo] no $group rows in $MANIFEST" >&2; continue; }
     echo
@@ -86,16 +91,17 @@ if [ -f "$MANIFEST" ]; then
         console.log(`${(o.outcome==="failed"?"BLOCKED":o.outcome.toUpperCase()).padEnd(8)} ${String(o.httpStatus).padEnd(4)} ${o.file.replace(root+"/","")}${o.reason&&o.outcome!=="stored"?"  — "+o.reason:""}`)}})' "$ROOT"
   done
   echo
-  echo "=== verdicts by group (fixture manifest × Warden's answers) ==="
+  echo "=== verdicts by group (fixture manifest × Warden's answers; adversarial evidence blocks, unfamiliarity only flags) ==="
   node -e '
-    const fs=require("fs"),path=require("path");const [m,out]=process.argv.slice(1);
-    const [h,...ls]=fs.readFileSync(m,"utf8").trim().split(/\r?\n/);const c=h.split(",");
-    const byFile=new Map(ls.map(l=>{const v=l.split(",");const r=Object.fromEntries(c.map((k,i)=>[k,v[i]]));return [path.resolve(path.dirname(m),r.file),r]}));
-    const t={};for(const l of fs.readFileSync(out,"utf8").trim().split("\n").filter(Boolean)){const o=JSON.parse(l);const r=byFile.get(path.resolve(o.file));if(!r)continue;
-      const g=r.kind==="clean"?"clean (test)":r.kind+" "+r.attack+(r.eps?" ε="+r.eps:"");t[g]=t[g]||{stored:0,flagged:0,blocked:0};
-      t[g][o.outcome==="failed"?"blocked":o.outcome==="flagged"?"flagged":"stored"]++}
-    console.log("group".padEnd(34)+"stored  flagged  blocked");
-    for(const [g,v] of Object.entries(t))console.log(g.padEnd(34)+String(v.stored).padStart(6)+String(v.flagged).padStart(9)+String(v.blocked).padStart(9));' "$MANIFEST" "$WORK/outcomes.jsonl"
+    const fs=require("fs"),path=require("path");const [m,m2,out]=process.argv.slice(1);
+    const byFile=new Map();for(const f of [m,m2]){if(!fs.existsSync(f))continue;const [h,...ls]=fs.readFileSync(f,"utf8").trim().split(/\r?\n/);const c=h.split(",");
+      for(const l of ls){const v=l.split(",");const r=Object.fromEntries(c.map((k,i)=>[k,v[i]]));byFile.set(path.resolve(path.dirname(f),r.file),r)}}
+    const t={};for(const l of fs.readFileSync(out,"utf8").trim().split("\n").filter(Boolean)){const o=JSON.parse(l);const r=byFile.get(path.resolve(o.file))||{kind:"foreign",attack:"CR (other sources)"};
+      const g=r.kind==="clean"?"clean (test)":r.kind+" "+r.attack+(r.eps?" ε="+r.eps:"")+(r.severity?" s"+r.severity:"");t[g]=t[g]||{stored:0,adv:0,dom:0,blocked:0};
+      const domainOnly=o.outcome==="flagged"&&String(o.reason||"").replace(/^flagged \(forwarded\): /,"").split(";").every(x=>x.trim().startsWith("out_of_domain"));
+      t[g][o.outcome==="failed"?"blocked":o.outcome!=="flagged"?"stored":domainOnly?"dom":"adv"]++}
+    console.log("group".padEnd(40)+"stored  flagged:adversarial  flagged:domain only  blocked");
+    for(const [g,v] of Object.entries(t))console.log(g.padEnd(40)+String(v.stored).padStart(6)+String(v.adv).padStart(21)+String(v.dom).padStart(21)+String(v.blocked).padStart(9));' "$MANIFEST" "$CORRUPTIONS" "$WORK/outcomes.jsonl"
 else
   echo "[demo] $MANIFEST not found: sending two shared-corpus files instead" >&2
   timeout 120 node bin/warden.js send --url "$URL" ../shared/corpus/dicom/pydicom/MR_small.dcm ../shared/corpus/dicom/pydicom/MR_truncated.dcm

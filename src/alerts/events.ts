@@ -55,7 +55,7 @@ export function decisionEvent(e: InstanceDecidedEvent): SecurityEvent | null {
     ...(e.sopHash ? { sopHash: e.sopHash } : {}),
     verdict: d.wouldBe ?? d.verdict,
     signals: [...new Set(d.reasons.map((r) => r.signal))],
-    detectors: [...new Set(detecting.map((r) => r.detector!))],
+    detectors: [...new Set(detecting.flatMap((r) => r.detector!.split('+')))],
     ...(d.pValues ? { pValues: { ...d.pValues } as Record<string, number> } : {}),
     reasons: formatReasons(d.reasons),
     quarantined: e.quarantined ?? false,

@@ -15,6 +15,8 @@ const HASH = /^[0-9a-f]{16,128}$/;
 const SHA256 = /^[0-9a-f]{64}$/;
 const UID = /^[0-9]+(\.[0-9]+)*$/;
 const WORD = /^[A-Za-z0-9_.:\-]{1,64}$/;
+/** A reason's detector: one detector id, or the ids a signal merged, joined by '+' (e.g. squeeze+coherence+margin). */
+const DETECTORS = /^[A-Za-z0-9_.:\-]{1,64}(\+[A-Za-z0-9_.:\-]{1,64}){0,15}$/;
 const MODALITY = /^[A-Z0-9_ ]{1,16}$/;
 
 function invalid(field: string, what: string): WardenError {
@@ -104,7 +106,10 @@ export function reasonsField(reasons: unknown): AuditReason[] {
       signal: oneOf(r?.signal, SIGNALS, `decision.reasons[${i}].signal`),
       code: wordField(r?.code, `decision.reasons[${i}].code`),
     };
-    if (r.detector !== undefined) out.detector = wordField(r.detector, `decision.reasons[${i}].detector`);
+    if (r.detector !== undefined) {
+      if (typeof r.detector !== 'string' || !DETECTORS.test(r.detector)) throw invalid(`decision.reasons[${i}].detector`, "detector ids joined by '+'");
+      out.detector = r.detector;
+    }
     const p = finiteOrNull(r.pValue);
     if (p !== null) out.pValue = p;
     const t = finiteOrNull(r.threshold);

@@ -11,7 +11,10 @@ import dcmjs from 'dcmjs';
  * only the zero-filled padding (and the time spent reading it) is gone.
  */
 interface SplitDataViewLike {
+  /** Bytes added to a read view. */
   size: number;
+  /** Bytes held: equals `size` when reading; when writing, the buffers grown for the output (`size` stays 0). */
+  byteLength: number;
   slice(start?: number, end?: number): ArrayBuffer;
 }
 
@@ -23,8 +26,11 @@ function boundReads(): void {
   if (typeof proto?.slice !== 'function') throw new Error('dcmjs changed: its buffer view has no slice(); re-check src/dicom/dcmjs-bounds.ts');
   if (proto[BOUNDED]) return;
   const slice = proto.slice;
+  // Bounded by the bytes the view holds: the data when reading; when writing (dcmjs's write(), used by tools and
+  // tests) the grown output buffers, which `size` does not count.
   proto.slice = function boundedSlice(this: SplitDataViewLike, start = 0, end = this.size): ArrayBuffer {
-    return slice.call(this, start, end > this.size ? Math.max(start, this.size) : end);
+    const held = Math.max(this.size, this.byteLength);
+    return slice.call(this, start, end > held ? Math.max(start, held) : end);
   };
   proto[BOUNDED] = true;
 }

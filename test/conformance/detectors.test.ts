@@ -167,7 +167,8 @@ describe('class-conditional calibration', () => {
 });
 
 describe('bundle format', () => {
-  const { contents } = fitBundle(train, calibration, { modelSha256: SHA });
+  // the domain detectors: the plain synthetic tables carry no logits or views for the adversarial ones
+  const { contents } = fitBundle(train, calibration, { modelSha256: SHA, specs: ['kd', 'lid', 'mgm', 'uad', 'nrd'].map((k) => ({ id: k, kind: k })) });
   const bytes = encodeBundle(contents);
 
   it('rejects bad magic, truncation, unknown version and a bad header with BUNDLE_INVALID', () => {

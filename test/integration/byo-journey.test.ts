@@ -105,7 +105,7 @@ describe('docs/byo-model.md: the five-command journey, as written', () => {
     expect(m).not.toBeNull();
     expect(Number(m![1]) + Number(m![3])).toBe(44); // every clean fixture image used, nothing else
     expect(res.stderr).toMatch(/^ {2}skipped {6}3: 1 × not a DICOM Part-10 file, 1 × not an image \(RT plan, not an image\), 1 × error DICOM_TRUNCATED$/m);
-    expect(res.stderr).toMatch(/^ {2}detectors {4}kd, lid, mgm, uad; left out: nrd/m);
+    expect(res.stderr).toMatch(/^ {2}detectors {4}kd, lid, mgm, uad, squeeze, margin; left out: nrd .*; coherence \(needs feature layer stage1_mean/m);
     expect(res.stderr).toMatch(/\[█+\] 22\/22/); // the progress bar
     const bundle = readBundleFile(path.join(dir, 'vendor.bundle'));
     expect(bundle.header.model.sha256).toBe(sha(path.join(dir, 'vendor.warden.onnx')));
@@ -117,16 +117,16 @@ describe('docs/byo-model.md: the five-command journey, as written', () => {
     const res = run(commands[3]);
     expect(res.code).toBe(0);
     const incoming = fs.readdirSync(path.join(dir, 'incoming'), { recursive: true }).filter((f) => String(f).endsWith('.dcm'));
-    expect(res.stdout).toMatch(/^model vendor\.warden sha256:[0-9a-f]{12} sha256:[0-9a-f]{12} provider cpu detectors kd,lid,mgm,uad$/m);
+    expect(res.stdout).toMatch(/^model vendor\.warden sha256:[0-9a-f]{12} sha256:[0-9a-f]{12} provider cpu detectors kd,lid,mgm,uad,squeeze,margin$/m);
     expect(res.stdout).toContain(`${incoming.length} instances in `);
     expect(res.stdout).toMatch(new RegExp(`scanned ${incoming.length}, skipped 0, error 0; verdicts: forward \\d+, flag \\d+, block \\d+`));
-    // the same command with --json: every record carries the four detectors' p-values and a verdict
+    // the same command with --json: every record carries the six detectors' p-values and a verdict
     const json = run(`${commands[3]} --json`);
     const recs = json.stdout.trim().split('\n').map((l) => JSON.parse(l));
     expect(recs).toHaveLength(incoming.length);
     for (const r of recs) {
       expect(r.status).toBe('scanned');
-      expect(Object.keys(r.scores).sort()).toEqual(['kd', 'lid', 'mgm', 'uad']);
+      expect(Object.keys(r.scores).sort()).toEqual(['kd', 'lid', 'margin', 'mgm', 'squeeze', 'uad']);
       expect(['forward', 'flag', 'block']).toContain(r.verdict);
     }
   });

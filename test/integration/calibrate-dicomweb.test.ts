@@ -149,10 +149,12 @@ describe('warden calibrate --refit domain', () => {
     expect(res.code).toBe(0);
     const header = readBundleFile(out).header;
     expect(header.fit).toMatchObject({ n: readBundleFile(SHIPPED).header.fit.n, refit: { detectors: ['kd', 'lid', 'mgm', 'uad', 'nrd'], n: 60, split: expect.stringMatching(/seed 3: 30 studies to fit, 30 to calibrate/) } });
-    expect(header.calibration).toMatchObject({ n: 60, site: { instances: 120, studies: 60 } });
+    // the refitted (domain) detectors calibrate on the other 60; the adversarial ones, not refitted, on all 120
+    expect(header.calibration).toMatchObject({ n: 120, site: { instances: 120, studies: 60 }, perDetector: { lid: 60, uad: 60, squeeze: 120, coherence: 120, margin: 120 } });
     expect(header.model.sha256).toBe(readBundleFile(SHIPPED).header.model.sha256);
     const arrays = arraysOf(out);
     expect(arrays['lid/calibration_scores']).toHaveLength(60);
+    expect(arrays['squeeze/calibration_scores']).toHaveLength(120);
     expect(differing(arrays, arraysOf(SHIPPED))).toContain('mgm/mean');
     // the same seed gives the same bundle
     const again = warden('calibrate', '--bundle', SHIPPED, '--from', FILES, '--refit', 'domain', '--seed', '3', '--out', path.join(dir, 'refit2.bundle'));
