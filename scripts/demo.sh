@@ -88,7 +88,7 @@ if [ -f "$MANIFEST" ]; then
     timeout 300 node bin/warden.js send --json --url "$URL" "${FILES[@]}" | tee -a "$WORK/outcomes.jsonl" | node -e '
       const root=process.argv[1];let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{
       for(const l of s.trim().split("\n").filter(Boolean)){const o=JSON.parse(l);
-        console.log(`${(o.outcome==="failed"?"BLOCKED":o.outcome.toUpperCase()).padEnd(8)} ${String(o.httpStatus).padEnd(4)} ${o.file.replace(root+"/","")}${o.reason&&o.outcome!=="stored"?"  — "+o.reason:""}`)}})' "$ROOT"
+        console.log(`${(o.outcome==="failed"?(o.httpStatus===0?"NOT SENT":"BLOCKED"):o.outcome.toUpperCase()).padEnd(8)} ${String(o.httpStatus).padEnd(4)} ${o.file.replace(root+"/","")}${o.reason&&o.outcome!=="stored"?"  — "+o.reason:""}`)}})' "$ROOT"
   done
   echo
   echo "=== verdicts by group (fixture manifest × Warden's answers; adversarial evidence blocks, unfamiliarity only flags) ==="
@@ -96,7 +96,7 @@ if [ -f "$MANIFEST" ]; then
     const fs=require("fs"),path=require("path");const [m,m2,out]=process.argv.slice(1);
     const byFile=new Map();for(const f of [m,m2]){if(!fs.existsSync(f))continue;const [h,...ls]=fs.readFileSync(f,"utf8").trim().split(/\r?\n/);const c=h.split(",");
       for(const l of ls){const v=l.split(",");const r=Object.fromEntries(c.map((k,i)=>[k,v[i]]));byFile.set(path.resolve(path.dirname(f),r.file),r)}}
-    const t={};for(const l of fs.readFileSync(out,"utf8").trim().split("\n").filter(Boolean)){const o=JSON.parse(l);const r=byFile.get(path.resolve(o.file))||{kind:"foreign",attack:"CR (other sources)"};
+    const t={};for(const l of fs.readFileSync(out,"utf8").trim().split("\n").filter(Boolean)){const o=JSON.parse(l);if(o.httpStatus===0)continue;const r=byFile.get(path.resolve(o.file))||{kind:"foreign",attack:"CR (other sources)"};
       const g=r.kind==="clean"?"clean (test)":r.kind+" "+r.attack+(r.eps?" ε="+r.eps:"")+(r.severity?" s"+r.severity:"");t[g]=t[g]||{stored:0,adv:0,dom:0,blocked:0};
       const domainOnly=o.outcome==="flagged"&&String(o.reason||"").replace(/^flagged \(forwarded\): /,"").split(";").every(x=>x.trim().startsWith("out_of_domain"));
       t[g][o.outcome==="failed"?"blocked":o.outcome!=="flagged"?"stored":domainOnly?"dom":"adv"]++}
