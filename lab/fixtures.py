@@ -38,6 +38,29 @@ def original_suite(r):
     return True
 
 
+def write_fixtures(pick, dest, cols):
+    """Copies the picked rows' DICOM files into `dest` (emptied first) with a manifest.csv of `cols`; -> (rows, bytes)."""
+    if os.path.exists(dest):
+        shutil.rmtree(dest)
+    os.makedirs(dest)
+    out, total = [], 0
+    for r in pick:
+        rel = r['file'][len('dicom/'):] if r['file'].startswith('dicom/') else r['file']
+        dst = os.path.join(dest, rel)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.copyfile(os.path.join(ROOT, r['file']), dst)
+        total += os.path.getsize(dst)
+        rr = {k: r[k] for k in cols}
+        rr['file'] = rel
+        out.append(rr)
+    with open(os.path.join(dest, 'manifest.csv'), 'w', newline='') as f:
+        w = csv.DictWriter(f, fieldnames=cols, lineterminator='\n')
+        w.writeheader()
+        w.writerows(out)
+    assert total <= MAX_BYTES, total
+    return out, total
+
+
 def corruption_fixtures():
     cols = LEGACY_COLUMNS + ['severity']
     rows = [r for r in csv.DictReader(open(os.path.join(ROOT, 'manifest.csv'), newline=''))
@@ -52,24 +75,7 @@ def corruption_fixtures():
         n = N_CORRUPT_S1 if sev == '1' else 1
         ii = rs.choice(len(cands), size=min(n, len(cands)), replace=False)
         pick += [cands[i] for i in sorted(ii)]
-    if os.path.exists(FIX_CORRUPT):
-        shutil.rmtree(FIX_CORRUPT)
-    os.makedirs(FIX_CORRUPT)
-    out, total = [], 0
-    for r in pick:
-        rel = r['file'][len('dicom/'):] if r['file'].startswith('dicom/') else r['file']
-        dst = os.path.join(FIX_CORRUPT, rel)
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        shutil.copyfile(os.path.join(ROOT, r['file']), dst)
-        total += os.path.getsize(dst)
-        rr = {k: r[k] for k in cols}
-        rr['file'] = rel
-        out.append(rr)
-    with open(os.path.join(FIX_CORRUPT, 'manifest.csv'), 'w', newline='') as f:
-        w = csv.DictWriter(f, fieldnames=cols, lineterminator='\n')
-        w.writeheader()
-        w.writerows(out)
-    assert total <= MAX_BYTES, total
+    out, total = write_fixtures(pick, FIX_CORRUPT, cols)
     log('corruption fixtures: %d files (%d corruptions x 3 severities), %.2f MB in %s' % (len(out), len({k[0] for k in by}), total / 1e6, FIX_CORRUPT))
 
 
@@ -108,26 +114,7 @@ def main():
     pick += round_robin([r for r in rows if r['kind'] == 'adversarial' and r['success'] == '1'],
                         lambda r: (r['attack'], r['eps']), N_ADV)
     pick += round_robin([r for r in rows if r['kind'] == 'benign'], lambda r: r['attack'], N_BENIGN)
-    if os.path.exists(FIX):
-        shutil.rmtree(FIX)
-    os.makedirs(FIX)
-    out = []
-    total = 0
-    for r in pick:
-        src = os.path.join(ROOT, r['file'])
-        rel = r['file'][len('dicom/'):] if r['file'].startswith('dicom/') else r['file']
-        dst = os.path.join(FIX, rel)
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        shutil.copyfile(src, dst)
-        total += os.path.getsize(dst)
-        rr = {k: r[k] for k in cols}
-        rr['file'] = rel
-        out.append(rr)
-    with open(os.path.join(FIX, 'manifest.csv'), 'w', newline='') as f:
-        w = csv.DictWriter(f, fieldnames=cols, lineterminator='\n')
-        w.writeheader()
-        w.writerows(out)
-    assert total <= MAX_BYTES, total
+    out, total = write_fixtures(pick, FIX, cols)
     kinds = {}
     for r in out:
         kinds[r['kind']] = kinds.get(r['kind'], 0) + 1
