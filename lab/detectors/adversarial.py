@@ -53,7 +53,7 @@ def margin_of(z, c=None):
 
 
 class FeatureSqueezing:
-    def __init__(self, views=('median2', 'bits5'), metric='l1', combine='max'):
+    def __init__(self, views=('median2',), metric='margin', combine='max'):  # the TypeScript defaults (SQUEEZE_DEFAULTS)
         self.views, self.metric, self.combine = list(views), metric, combine
 
     @property
