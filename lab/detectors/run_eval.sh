@@ -32,7 +32,9 @@ if redo models/warden-cxr-ref.bundle; then
   $W fit --train data/features-dev:model_train,detector_fit --calibration data/features-dev:calibration --out models/warden-cxr-ref.bundle
 fi
 step "test evaluation of the shipped bundle and policy, with the foreign-source corpus radiographs"
-$W eval --bundle models/warden-cxr-ref.bundle --manifest data/features-test --foreign ../shared/corpus/dicom --out data/eval-test
+ADAPTIVE=()   # the adaptive-attack section (docs/adaptive.md), when lab/adaptive/report.py has written it
+if [ -f data/adaptive-full/report.json ]; then ADAPTIVE=(--adaptive data/adaptive-full/report.json); fi
+$W eval --bundle models/warden-cxr-ref.bundle --manifest data/features-test --foreign ../shared/corpus/dicom --out data/eval-test "${ADAPTIVE[@]}"
 step "golden vectors of the views and the shipped adversarial detectors (committed; CI compares the TypeScript port)"
 $PY lab/detectors/make_golden_adversarial.py
 step "done: data/eval-dev/choice.txt, data/eval-test/report.md"

@@ -18,14 +18,15 @@ import { readFeatureDump, type FeatureDump } from '../eval';
 import { sha256File } from './fit';
 import { loadRuntimeConfig } from '../config';
 import { decodeInstance, isSkipped } from '../dicom';
-import { evaluatePolicy, renderPolicyMarkdown } from '../eval';
+import { evaluatePolicy, readAdaptiveReport, renderAdaptiveMarkdown, renderPolicyMarkdown } from '../eval';
 
 /**
  * `warden eval --bundle <b> --manifest <lab manifest.csv | feature dump> --out <dir>`:
  * report.md, report.json, scores.csv and one ROC plot (SVG) per attack × ε. Negatives are clean rows of the
  * test split; positives are successful adversarial rows; benign rows give per-shift flag rates. Operating
  * points come from the bundle's calibration scores. `--baselines <json>` merges rows computed by the lab
- * (lab/detectors/baselines.py) on the same feature dump.
+ * (lab/detectors/baselines.py) on the same feature dump; `--adaptive <json>` adds the lab's adaptive-attack report
+ * (lab/adaptive/report.py) as a section.
  */
 
 interface EvalCliOptions extends ModelFlags {
@@ -33,6 +34,7 @@ interface EvalCliOptions extends ModelFlags {
   manifest: string;
   out: string;
   baselines?: string[];
+  adaptive?: string;
   cleanSplit: string;
   splitColumn: string;
   foreign?: string[];
@@ -178,6 +180,7 @@ export function register(program: Command): void {
     .requiredOption('--out <dir>', 'output folder')
     .option('--model <file>', 'ONNX model (default: the embedded reference model)')
     .option('--baselines <json...>', 'rows computed by the lab (lab/detectors/baselines.py) to merge')
+    .option('--adaptive <json>', "the lab's adaptive-attack report (lab/adaptive/report.py) to add as a section")
     .option('--clean-split <name>', 'split whose clean rows are the negatives', 'test')
     .option('--split-column <name>', 'manifest split column', 'split')
     .option('--foreign <paths...>', 'DICOM files or folders from other sources, scored as clean negatives (e.g. ../shared/corpus/dicom)')
@@ -187,6 +190,7 @@ export function register(program: Command): void {
     .option('--threads <n>', 'ONNX Runtime threads per worker', '1')
     .action(async (opts: EvalCliOptions) => {
       const modelPath = path.resolve(opts.model ?? DEFAULT_MODEL_PATH);
+      const adaptive = opts.adaptive ? readAdaptiveReport(opts.adaptive) : undefined; // a bad file fails before the long run
       const spec = parseSourceSpec(opts.manifest);
       const keep = (m: Record<string, string>) => m.kind === 'adversarial' || m.kind === 'benign' || ((m.kind ?? 'clean') === 'clean' && m[opts.splitColumn] === opts.cleanSplit);
       let dump: FeatureDump;
@@ -228,6 +232,7 @@ export function register(program: Command): void {
         createdAt: new Date().toISOString(), bundle: opts.bundle, modelSha256, manifest: opts.manifest, ...body,
         policy: evaluatePolicy(set, policy, opts.cleanSplit, opts.splitColumn),
         timing: { extract_s: extractS, detect_ms_per_instance: set.scoreMsPerInstance },
+        ...(adaptive ? { adaptive } : {}),
       };
       for (const file of opts.baselines ?? []) {
         const b = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<EvalReport>;
@@ -262,7 +267,7 @@ export function register(program: Command): void {
       });
       fs.writeFileSync(path.join(opts.out, 'scores.csv'), toCsv(scoreRows));
       fs.writeFileSync(path.join(opts.out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
-      fs.writeFileSync(path.join(opts.out, 'report.md'), renderMarkdown(report, report.policy ? renderPolicyMarkdown(report.policy) : []));
+      fs.writeFileSync(path.join(opts.out, 'report.md'), renderMarkdown(report, [...(report.policy ? renderPolicyMarkdown(report.policy) : []), ...(adaptive ? renderAdaptiveMarkdown(adaptive) : [])]));
       process.stderr.write(`wrote ${path.join(opts.out, 'report.md')} (${report.rows.length} rows)\n`);
     });
 }

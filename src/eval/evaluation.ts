@@ -1,3 +1,4 @@
+import type { AdaptiveReport } from './adaptive';
 import type { PolicyEvaluation } from './policy-eval';
 
 /**
@@ -59,6 +60,8 @@ export interface EvalReport {
   timing?: Record<string, number>;
   /** The shipped (or configured) policy measured as a whole (policy-eval.ts). */
   policy?: PolicyEvaluation;
+  /** The lab's adaptive-attack report, merged by `--adaptive` (adaptive.ts). */
+  adaptive?: AdaptiveReport;
 }
 
 /** AUROC by the Mann–Whitney statistic with ties counted ½; neg/pos are scores (higher = positive). */

@@ -9,3 +9,5 @@ export { DISTRIBUTION_TEST_LEVEL, MIN_SCORES_BEYOND_THRESHOLD, ksTwoSample, rend
 export type { DetectorSiteRow, KsResult, SignalSiteRow, SiteReport, SiteReportInput, SiteWarning } from './site-report';
 export { evaluatePolicy, renderPolicyMarkdown } from './policy-eval';
 export type { PolicyEvaluation, PolicyGroupRow, ScoredRows } from './policy-eval';
+export { readAdaptiveReport, renderAdaptiveMarkdown } from './adaptive';
+export type { AdaptiveReport, AdaptiveRow } from './adaptive';

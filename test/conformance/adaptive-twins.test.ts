@@ -1,5 +1,5 @@
 /**
- * The adaptive attacker's twins (lab/adaptive/attack.py: torch copies of the shipped adversarial detectors, read
+ * The adaptive attacker's twins (lab/adaptive/twins.py: torch copies of the shipped adversarial detectors, read
  * from the bundle) score the committed lab fixtures as Warden does: within 1e-4 of each detector's calibration
  * spread (measured 2e-5 or better, float32 torch against ONNX Runtime). Twin scores written by
  * lab/adaptive/twin_parity.py; a change to a shipped detector or to the bundle that the twins do not follow fails here,
