@@ -26,7 +26,6 @@ Outputs under --out: summary.json (per row and per image: flipped, merged advers
 import argparse
 import json
 import lzma
-import math
 import os
 import sys
 import time

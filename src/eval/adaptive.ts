@@ -59,6 +59,10 @@ export function readAdaptiveReport(file: string): AdaptiveReport {
     if (row.caught5 > row.flipped || row.success5 > row.n) throw bad(`row ${i} counts more caught or successful examples than it has`);
   });
   if (!Number.isFinite(r.n)) throw bad('n missing');
+  for (const k of ['model_alone', 'warden_5', 'warden_05'] as const) {
+    const h = (r.l2_for_90 as Record<string, unknown>)[k];
+    if (h !== null && !(Array.isArray(h) && h.length >= 3 && h.slice(0, 3).every((v) => Number.isFinite(v)))) throw bad(`l2_for_90.${k} is neither null nor [eps, rate, L2, …]`);
+  }
   return { source: String(r.source ?? file), device: String(r.device ?? '?'), strongest: String(r.strongest ?? ''), ...r } as AdaptiveReport;
 }
 

@@ -49,6 +49,8 @@ describe('warden eval --adaptive: the lab adaptive-attack section', () => {
     expect(usageError(() => readAdaptiveReport(write('other.json', '{"rows": []}'))).message).toContain('baseline or l2_for_90 missing');
     const inflated = { ...raw, rows: [{ ...raw.rows[0], caught5: raw.rows[0].flipped + 1 }] };
     expect(usageError(() => readAdaptiveReport(write('inflated.json', JSON.stringify(inflated)))).message).toContain('counts more caught');
+    const badHit = { ...raw, l2_for_90: { ...raw.l2_for_90, warden_5: 1.7 } };
+    expect(usageError(() => readAdaptiveReport(write('badhit.json', JSON.stringify(badHit)))).message).toContain('l2_for_90.warden_5');
     const noEps = { ...raw, rows: [{ ...raw.rows[0], eps: 'two' }] };
     expect(usageError(() => readAdaptiveReport(write('noeps.json', JSON.stringify(noEps)))).message).toContain('no number eps');
   });
