@@ -35,7 +35,7 @@ def eps_name(e):
     return ('%g' % e).replace('.', 'p')
 
 
-def load_images(root, summary, x0):
+def load_images(root, x0):
     """-> {(kind, eps): uint8 [n,224,224]} for every example set the run returned."""
     out = {}
     for f in sorted(os.listdir(root)):
@@ -140,7 +140,7 @@ def main():
     sel = np.load(os.path.join(DATA, 'attacks', 'subset.npz'))['sel'][:s['n']]
     x0 = imgs[[idx[test[i]['path']] for i in sel]]
     labels = np.array([test[i]['label'] for i in sel])
-    images = load_images(a.root, s, x0)
+    images = load_images(a.root, x0)
     verdicts = warden_scan(a.root, images, labels)
     rows = [row_stats(r) for r in s['rows']]
     for r in rows:

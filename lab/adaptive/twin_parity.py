@@ -34,7 +34,7 @@ def main():
     for k in MEMBERS + ('uad', 'nrd'):
         w = np.array([r['scores'][k]['score'] for r in recs])
         t = s[k].numpy().astype(np.float64)
-        sd = float(np.std(twins.cal[k]))
+        sd = float(np.std(twins.cal_np[k]))
         rel = float((np.abs(w - t) / np.maximum(np.abs(w), 1)).max())
         out[k] = dict(n=len(recs), max_abs=float(np.abs(w - t).max()), max_rel_to_sd=float(np.abs(w - t).max() / sd), max_rel=rel)
         print('%-10s n=%d  max |warden - twin| = %.2e  (%.2e of the calibration spread; %.2e relative)' % (
@@ -42,7 +42,7 @@ def main():
     json.dump(out, open(os.path.join(os.path.dirname(sys.argv[1]), 'twin-parity.json'), 'w'), indent=1)
     golden = {'about': 'Scores of the torch twins (lab/adaptive/attack.py) on the committed lab fixtures; written by lab/adaptive/twin_parity.py.',
               'bundleSha256': __import__('hashlib').sha256(open(os.path.join(REPO, 'models', 'warden-cxr-ref.bundle'), 'rb').read()).hexdigest(),
-              'calibrationSd': {k: float(np.std(twins.cal[k])) for k in MEMBERS},
+              'calibrationSd': {k: float(np.std(twins.cal_np[k])) for k in MEMBERS},
               'scores': {os.path.relpath(os.path.join(REPO, r['file']), os.path.join(REPO, 'test', 'fixtures', 'lab')): {k: float(s[k][i]) for k in MEMBERS}
                          for i, r in enumerate(recs)}}
     json.dump(golden, open(os.path.join(REPO, 'test', 'fixtures', 'detectors', 'twin-scores.json'), 'w'), indent=1)

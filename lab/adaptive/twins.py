@@ -80,7 +80,6 @@ class Twins:
         self.nrd = dict(mean=f64(na['mean']).view(1, d), P=f64(na['precision']).view(d, d))
         names = MEMBERS + ('uad', 'nrd')
         self.cal_np = {k: np.sort(np.array(arrays[k]['calibration_scores'], dtype=np.float64)) for k in names}
-        self.cal = self.cal_np  # numpy (p_value, threshold)
         self.cal_t = {k: torch.from_numpy(v).to(device) for k, v in self.cal_np.items()}
         self.sd = {k: float(np.std(v)) + 1e-6 for k, v in self.cal_np.items()}
 
